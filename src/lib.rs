@@ -1,0 +1,10 @@
+//! investigator: a chat-ops bot that investigates production problems for squads,
+//! reading their data sources read-only, guarded and audited.
+
+pub mod access;
+pub mod config;
+pub mod engine;
+pub mod evidence;
+pub mod guard;
+pub mod sources;
+pub mod store;

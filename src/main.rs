@@ -1,0 +1,420 @@
+//! The `investigator` command line.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use investigator::access::{self, Principal};
+use investigator::config::{self, interpolate::ProcessEnv, Config, MasterKey};
+use investigator::engine::Gate;
+use investigator::evidence::Content;
+use investigator::sources::{BuildContext, CallContext, Registry, Sources};
+use investigator::store::{audit, Store};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "investigator", version, about = "Investigates production problems for squads, read-only and audited")]
+struct Cli {
+    /// Configuration directory (sources.yaml, squads.yaml).
+    #[arg(long, global = true, env = "INVESTIGATOR_CONFIG", default_value = "config")]
+    config: PathBuf,
+    /// Store location: a SQLite file path (created if missing).
+    #[arg(long, global = true, env = "INVESTIGATOR_STORE", default_value = "data/investigator.db")]
+    store: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, then test each source's connection.
+    Check {
+        /// Only validate the configuration; no network.
+        #[arg(long)]
+        no_connect: bool,
+    },
+    /// What a principal may use, and why.
+    Sources {
+        /// Who is asking: transport:user, e.g. slack:U123.
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        /// Where: transport:channel, e.g. slack:C123.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Run one read-only statement through the same access and guard path as the bot.
+    Query {
+        source: String,
+        sql: String,
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Rows to return (capped by the source's max_rows).
+        #[arg(long)]
+        max_rows: Option<u64>,
+    },
+    /// Encrypted secrets for the configuration.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Benchmarks that print numbers.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a new master key for INVESTIGATOR_MASTER_KEY.
+    Keygen,
+    /// Encrypt a value (read from stdin, or --value) with INVESTIGATOR_MASTER_KEY.
+    Encrypt {
+        #[arg(long)]
+        value: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the whole log.
+    Verify,
+    /// Show the last entries.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INVESTIGATOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { no_connect } => check(&cli.config, no_connect).await,
+        Command::Sources { principal, channel } => {
+            let config = load_config(&cli.config)?;
+            show_sources(&config, &principal, channel.as_deref())
+        }
+        Command::Query { source, sql, principal, channel, format, max_rows } => {
+            let config = load_config(&cli.config)?;
+            let store = Store::open(&cli.store).await.with_context(|| format!("opening the store {}", cli.store))?;
+            query(&config, store, &source, &sql, &principal, channel.as_deref(), format, max_rows).await
+        }
+        Command::Secrets { command } => secrets(command),
+        Command::Audit { command } => {
+            let store = Store::open(&cli.store).await.with_context(|| format!("opening the store {}", cli.store))?;
+            audit_command(&store, command).await
+        }
+        Command::Bench { command } => bench::run(command, &cli.config).await,
+    }
+}
+
+fn load_config(dir: &std::path::Path) -> anyhow::Result<Config> {
+    let config = config::load(dir, &ProcessEnv)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(config)
+}
+
+fn build_context(config: &Config) -> anyhow::Result<BuildContext> {
+    Ok(BuildContext {
+        master_key: MasterKey::from_env()?.map(Arc::new),
+        config_dir: config.dir.clone(),
+    })
+}
+
+async fn check(dir: &std::path::Path, no_connect: bool) -> anyhow::Result<ExitCode> {
+    let config = match config::load(dir, &ProcessEnv) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!(
+        "configuration {} is valid: {} source(s), {} squad(s)",
+        dir.display(),
+        config.sources.len(),
+        config.squads.len()
+    );
+    let registry = Registry::builtin();
+    let mut rows = Vec::new();
+    let mut failed = false;
+    let sources = if no_connect {
+        None
+    } else {
+        let ctx = build_context(&config)?;
+        Some(Sources::build(&config, &registry, &ctx))
+    };
+    for entry in &config.sources {
+        let kind = entry.spec.kind();
+        let owner = entry.owner.clone().unwrap_or_else(|| "-".into());
+        let status = if !entry.enabled {
+            "disabled".to_string()
+        } else if !registry.known_kinds().contains(&kind) {
+            match registry.build(entry, &BuildContext::default()) {
+                Err(why) => format!("not yet available ({why})"),
+                Ok(_) => "ok".into(),
+            }
+        } else if let Some(sources) = &sources {
+            match sources.get(&entry.name) {
+                Some(source) => {
+                    let health = source.health().await;
+                    if health.ok {
+                        format!("ok ({} ms) {}", health.latency_ms, first_line(&health.detail))
+                    } else {
+                        failed = true;
+                        format!("FAILED: {}", first_line(&health.detail))
+                    }
+                }
+                None => {
+                    failed = true;
+                    format!(
+                        "FAILED: {}",
+                        sources.unavailable(&entry.name).map(|u| u.to_string()).unwrap_or_default()
+                    )
+                }
+            }
+        } else {
+            "valid (not connected)".into()
+        };
+        rows.push(vec![entry.name.clone(), kind.to_string(), owner, status]);
+    }
+    print_grid(&["source", "kind", "owner", "status"], &rows);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(100).collect()
+}
+
+fn print_grid(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    line(widths.iter().map(|w| "-".repeat(*w)).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn principal_of(principal: &str, channel: Option<&str>) -> anyhow::Result<Principal> {
+    let mut p = Principal::parse(principal)?;
+    if let Some(channel) = channel {
+        p = p.with_channel_text(channel)?;
+    }
+    Ok(p)
+}
+
+fn show_sources(config: &Config, principal: &str, channel: Option<&str>) -> anyhow::Result<ExitCode> {
+    let principal = principal_of(principal, channel)?;
+    let access = match access::resolve(config, &principal) {
+        Ok(access) => access,
+        Err(denial) => {
+            eprintln!("denied: {denial}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("{} is in squad(s): {}", access.principal, access.squads.join(", "));
+    if let (Some(channel), Some(squad)) = (&access.channel, &access.channel_squad) {
+        println!("channel {channel} is bound to squad {squad}: only its sources apply here");
+    }
+    if access.grants.is_empty() {
+        println!("no sources are available");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = access
+        .grants
+        .values()
+        .map(|g| vec![g.source.clone(), g.kind.to_string(), g.scope_summary(), g.reasons.join("; ")])
+        .collect();
+    print_grid(&["source", "kind", "scope", "why"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn query(
+    config: &Config,
+    store: Store,
+    source: &str,
+    sql: &str,
+    principal: &str,
+    channel: Option<&str>,
+    format: Format,
+    max_rows: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let principal = principal_of(principal, channel)?;
+    let access = match access::resolve(config, &principal) {
+        Ok(access) => access,
+        Err(denial) => {
+            eprintln!("refused: {denial}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let sources = Sources::build(config, &Registry::builtin(), &build_context(config)?);
+    let gate = Gate::new(sources, store);
+    let mut args = json!({ "sql": sql });
+    if let Some(n) = max_rows {
+        args["max_rows"] = json!(n);
+    }
+    let outcome = gate.call(&access, source, "run_query", &args, &CallContext::default()).await;
+    let output = match outcome.result {
+        Ok(output) => output,
+        Err(err) => {
+            let line = err.to_string().replace('\n', " ");
+            eprintln!("{line}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Content::Table(table) = &output.content else {
+        bail!("unexpected non-tabular result");
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Table => {
+            write!(out, "{}", table.to_text(60))?;
+            let total = table.total_rows.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
+            writeln!(out, "({} row(s) shown, {total} total, {} ms)", table.rows.len(), outcome.duration_ms)?;
+        }
+        Format::Json => {
+            let body = json!({
+                "columns": table.columns,
+                "rows": table.to_objects(),
+                "total_rows": table.total_rows,
+                "truncated": table.truncated,
+                "note": output.note,
+                "duration_ms": outcome.duration_ms,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        }
+        Format::Csv => write!(out, "{}", table.to_csv()?)?,
+    }
+    if let Some(note) = &output.note {
+        eprintln!("note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn secrets(command: SecretsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretsCommand::Keygen => {
+            let key = MasterKey::generate();
+            println!("{}", key.to_base64());
+            eprintln!("set it as INVESTIGATOR_MASTER_KEY (fingerprint {}); keep it out of the config directory", key.fingerprint());
+        }
+        SecretsCommand::Encrypt { value } => {
+            let Some(key) = MasterKey::from_env()? else {
+                bail!("INVESTIGATOR_MASTER_KEY is not set (create one with `investigator secrets keygen`)");
+            };
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("type the secret, then end with Ctrl-D:");
+                    }
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    text.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&text).to_string()
+                }
+            };
+            if value.is_empty() {
+                bail!("refusing to encrypt an empty value");
+            }
+            println!("{}", config::secret::encrypt(&key, &value)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_command(store: &Store, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify => {
+            let report = store.verify_audit().await?;
+            if report.ok {
+                println!(
+                    "audit log ok: {} entries, head {}",
+                    report.entries,
+                    report.head_hash.as_deref().unwrap_or("(empty)")
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("audit log FAILED verification ({} entries):", report.entries);
+                for problem in &report.problems {
+                    println!("  {problem}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditCommand::Tail { lines, json } => {
+            let entries = store.tail_audit(lines).await?;
+            for entry in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(entry)?);
+                } else {
+                    println!("{}", audit::audit_line(entry));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
