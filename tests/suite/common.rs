@@ -1,0 +1,71 @@
+//! Shared fixtures: real databases on 127.0.0.1, unique names, gates over them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use investigator::access::{self, Access, Principal, Transport};
+use investigator::config::{self, Config};
+use investigator::engine::{CallError, Gate};
+use investigator::evidence::{Content, Table};
+use investigator::sources::{BuildContext, CallContext, Registry, Source, Sources};
+use investigator::store::Store;
+use serde_json::json;
+
+pub fn pg_url() -> String {
+    std::env::var("INVESTIGATOR_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn mysql_url() -> String {
+    std::env::var("INVESTIGATOR_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// A short unique prefix for schemas and databases this test creates.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("inv_{prefix}_{}", &id[..10])
+}
+
+pub fn parse_config(sources: &str, squads: &str) -> Config {
+    let env: HashMap<String, String> = HashMap::new();
+    match config::parse("sources.yaml", sources, "squads.yaml", Some(squads), &env) {
+        Ok(config) => config,
+        Err(err) => panic!("test configuration rejected: {err}"),
+    }
+}
+
+pub struct Harness {
+    pub config: Config,
+    pub gate: Gate,
+}
+
+impl Harness {
+    pub async fn new(config: Config) -> Harness {
+        let store = Store::open_in_memory().await.expect("in-memory store");
+        let sources = Sources::build(&config, &Registry::builtin(), &BuildContext::default());
+        Harness { gate: Gate::new(sources, store), config }
+    }
+
+    pub fn access(&self, user: &str) -> Access {
+        access::resolve(&self.config, &Principal::new(Transport::Slack, user)).expect("principal resolves")
+    }
+
+    pub async fn query(&self, user: &str, source: &str, sql: &str) -> Result<Table, CallError> {
+        let outcome = self
+            .gate
+            .call(&self.access(user), source, "run_query", &json!({ "sql": sql }), &CallContext::default())
+            .await;
+        outcome.result.map(|output| match output.content {
+            Content::Table(table) => table,
+            other => panic!("expected a table, got {other:?}"),
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Arc<dyn Source> {
+        self.gate.sources().get(name).cloned().expect("source built")
+    }
+}
+
+/// Expands `{app}` / `{secret}` placeholders.
+pub fn fill(sql: &str, app: &str, secret: &str) -> String {
+    sql.replace("{app}", app).replace("{secret}", secret)
+}

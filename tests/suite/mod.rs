@@ -1,0 +1,6 @@
+mod common;
+mod corpus;
+mod cli;
+mod sql_mysql;
+mod sql_postgres;
+mod sql_sqlite;
