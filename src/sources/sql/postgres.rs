@@ -66,13 +66,15 @@ impl Backend {
 
     async fn begin(&self, schemas: &[String], limits: &Limits) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
-        // Must be the transaction's first statement; a write anywhere after it fails.
-        tx.execute("SET TRANSACTION READ ONLY").await.map_err(map_sqlx)?;
+        // One round trip (simple protocol). SET TRANSACTION must come first: after
+        // it, any write in this transaction fails.
         let timeout_ms = limits.statement_timeout.as_millis().max(1);
-        tx.execute(format!("SET LOCAL statement_timeout = {timeout_ms}").as_str()).await.map_err(map_sqlx)?;
-        tx.execute("SET LOCAL lock_timeout = 2000").await.map_err(map_sqlx)?;
         let path = schemas.iter().map(|s| quote_ident(s, '"')).collect::<Vec<_>>().join(", ");
-        tx.execute(format!("SET LOCAL search_path TO {path}").as_str()).await.map_err(map_sqlx)?;
+        let setup = format!(
+            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; \
+             SET LOCAL lock_timeout = 2000; SET LOCAL search_path TO {path}"
+        );
+        tx.execute(setup.as_str()).await.map_err(map_sqlx)?;
         Ok(tx)
     }
 
