@@ -6,5 +6,6 @@ pub mod config;
 pub mod engine;
 pub mod evidence;
 pub mod guard;
+pub mod llm;
 pub mod sources;
 pub mod store;

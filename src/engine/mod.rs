@@ -1,6 +1,13 @@
-//! The engine: everything between a principal's question and the data. For now the
-//! gate every tool call passes through; the investigation loop builds on it.
+//! The engine: everything between a principal's question and the data. The gate
+//! every tool call passes through, the IO-free investigation state machine, the
+//! driver that runs it, and the report schema.
 
+pub mod driver;
 pub mod gate;
+pub mod investigation;
+pub mod report;
 
+pub use driver::{Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock};
 pub use gate::{CallError, Gate, GateOutcome, OfferedTool};
+pub use investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Step, ToolRoute};
+pub use report::{Confidence, Findings, Report, ReportKind};

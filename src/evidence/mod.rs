@@ -3,8 +3,12 @@
 //! A later issue adds evidence ids, compaction for the model and attachments; the
 //! shapes here are what every source produces.
 
+pub mod log;
+
 use serde::Serialize;
 use serde_json::Value;
+
+pub use log::{compact_for_model, EvidenceItem, EvidenceLog};
 
 /// A column of a tabular result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,0 +1,161 @@
+//! The evidence of one session: every tool result kept whole, with a short id a
+//! human can cite (`E7`), and the compact view the model gets.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Content;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceItem {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub tool: String,
+    pub arguments: Value,
+    /// What actually ran.
+    pub statement: String,
+    pub at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// The whole result; None when the call failed.
+    pub content: Option<Content>,
+    /// Why the call failed (shown to the model and in the report).
+    pub error: Option<String>,
+    pub note: Option<String>,
+}
+
+impl EvidenceItem {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    pub fn rows(&self) -> Option<u64> {
+        self.content.as_ref().and_then(Content::count)
+    }
+}
+
+/// Evidence of one session, in order. Ids continue across follow-ups.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvidenceLog {
+    items: Vec<EvidenceItem>,
+}
+
+impl EvidenceLog {
+    pub fn next_id(&self) -> String {
+        format!("E{}", self.items.len() + 1)
+    }
+
+    /// Stores an item, assigning its id.
+    pub fn push(&mut self, mut item: EvidenceItem) -> String {
+        item.id = self.next_id();
+        let id = item.id.clone();
+        self.items.push(item);
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<&EvidenceItem> {
+        let wanted = id.trim().to_ascii_uppercase();
+        self.items.iter().find(|item| item.id == wanted)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn items(&self) -> &[EvidenceItem] {
+        &self.items
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The view of one item the model gets, within `budget` characters. Tables show
+/// columns, then rows as JSON arrays until the budget, then what was left out.
+/// (The compaction issue replaces this with pattern and series summaries; this
+/// function is the seam.)
+pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
+    let mut out = format!("[{}] {}.{}", item.id, item.source, item.tool);
+    if let Some(error) = &item.error {
+        out.push_str(&format!(" FAILED: {error}"));
+        return clip(out, budget);
+    }
+    match &item.content {
+        None => out.push_str(" (no content)"),
+        Some(Content::Table(table)) => {
+            let total = table.total_rows.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
+            out.push_str(&format!(" — {} row(s) returned, {total} in total", table.rows.len()));
+            if let Some(note) = &item.note {
+                out.push_str(&format!(" ({note})"));
+            }
+            out.push('\n');
+            let columns: Vec<String> = table.columns.iter().map(|c| format!("{}:{}", c.name, c.type_name)).collect();
+            out.push_str(&format!("columns: {}\n", columns.join(", ")));
+            let mut shown = 0;
+            for row in &table.rows {
+                let cells: Vec<Value> = row.iter().map(|v| clip_value(v, 300)).collect();
+                let line = Value::Array(cells).to_string();
+                if out.len() + line.len() + 80 > budget {
+                    break;
+                }
+                out.push_str(&line);
+                out.push('\n');
+                shown += 1;
+            }
+            if shown < table.rows.len() {
+                out.push_str(&format!(
+                    "… {} more row(s) not shown here; the whole result is kept as evidence {}\n",
+                    table.rows.len() - shown,
+                    item.id
+                ));
+            }
+        }
+        Some(Content::Json(value)) => {
+            out.push('\n');
+            out.push_str(&value.to_string());
+        }
+        Some(Content::Text(text)) => {
+            out.push('\n');
+            out.push_str(text);
+        }
+    }
+    clip(out, budget)
+}
+
+fn clip_value(value: &Value, max: usize) -> Value {
+    match value {
+        Value::String(s) if s.chars().count() > max => {
+            Value::String(format!("{}…", s.chars().take(max).collect::<String>()))
+        }
+        other => other.clone(),
+    }
+}
+
+fn clip(text: String, budget: usize) -> String {
+    if text.len() <= budget {
+        return text;
+    }
+    let mut end = budget.saturating_sub(40);
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated to {budget} chars]", &text[..end])
+}
+
+/// One line naming an item, for reports and progress.
+pub fn describe(item: &EvidenceItem) -> String {
+    let what = match &item.content {
+        Some(Content::Table(t)) => format!("{} row(s)", t.rows.len()),
+        Some(Content::Json(_)) => "json".into(),
+        Some(Content::Text(t)) => format!("{} chars", t.len()),
+        None => "failed".into(),
+    };
+    let statement: String = item.statement.chars().take(100).collect();
+    format!("{} {}.{} ({what}): {statement}", item.id, item.source, item.tool)
+}
