@@ -5,6 +5,7 @@
 pub mod driver;
 pub mod gate;
 pub mod investigation;
+pub mod prompt;
 pub mod report;
 
 pub use driver::{Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock};

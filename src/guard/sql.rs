@@ -207,7 +207,11 @@ fn check_on_this_thread(
     scope: &SqlScope,
 ) -> Result<Approved, Refusal> {
     let lexed = lex(dialect, sql)?;
-    let text = sql.get(..lexed.end).unwrap_or(sql).trim();
+    let Some(text) = sql.get(lexed.start..lexed.end) else {
+        return Err(refuse(format!(
+            "could not parse SQL for {dialect}: token positions could not be mapped"
+        )));
+    };
     let parser_dialect = dialect.parser_dialect();
     let mut statements = match Parser::parse_sql(parser_dialect.as_ref(), text) {
         Ok(statements) => statements,
@@ -232,7 +236,11 @@ fn check_on_this_thread(
 // ---------------------------------------------------------------------------
 
 struct Lexed {
-    /// Byte offset where the statement ends (the trailing `;` if any).
+    /// Byte range of the statement to run: from the first token that is not
+    /// plain whitespace to the end of the last code token before the optional
+    /// trailing `;`. Trimming by token keeps e.g. a MySQL `-- ` comment from
+    /// losing the space that makes it a comment.
+    start: usize,
     end: usize,
     /// Upper-cased text of the code tokens, for friendlier parse-error messages.
     words: Vec<String>,
@@ -272,7 +280,9 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
     // a space: what the server's lexer would treat as operators and words.
     let mut skeleton = String::new();
     let mut words = Vec::new();
-    let mut code: Vec<(bool, usize)> = Vec::new(); // (is `;`, start byte)
+    // Significant (code and literal) tokens: (is `;`, end byte).
+    let mut code: Vec<(bool, usize)> = Vec::new();
+    let mut first_byte: Option<usize> = None;
     let mut structure = 0usize;
     for token in &tokens {
         let start = cursor.seek(token.span.start);
@@ -281,11 +291,18 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
             (Some(s), Some(e)) => sql.get(s..e),
             _ => None,
         };
-        let (Some(start), Some(raw)) = (start, raw) else {
+        let (Some(start), Some(end), Some(raw)) = (start, end, raw) else {
             return Err(refuse(format!(
                 "could not parse SQL for {dialect}: token positions could not be mapped"
             )));
         };
+        let plain_space = matches!(
+            token.token,
+            Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab)
+        );
+        if first_byte.is_none() && !plain_space {
+            first_byte = Some(start);
+        }
         match classify(&token.token) {
             TokenClass::Trivia => {
                 if let Token::Whitespace(Whitespace::MultiLineComment(body)) = &token.token {
@@ -311,6 +328,7 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                     }
                 }
                 skeleton.push(' ');
+                code.push((false, end));
             }
             TokenClass::Code => {
                 if let Token::Placeholder(p) = &token.token {
@@ -334,7 +352,7 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                 }
                 skeleton.push_str(raw);
                 words.push(raw.to_ascii_uppercase());
-                code.push((matches!(token.token, Token::SemiColon), start));
+                code.push((matches!(token.token, Token::SemiColon), end));
             }
         }
     }
@@ -357,7 +375,6 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
         .filter(|(_, (semi, _))| *semi)
         .map(|(i, _)| i)
         .collect();
-    let mut end = sql.len();
     if let Some(&first_semi) = semicolons.first() {
         let trailing_only = semicolons.len() == 1 && first_semi + 1 == code.len();
         if !trailing_only {
@@ -376,8 +393,13 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                 statements.max(2)
             )));
         }
-        end = code[first_semi].1;
     }
+    let end = code
+        .iter()
+        .rev()
+        .find(|(semi, _)| !semi)
+        .map_or(sql.len(), |(_, end)| *end);
+    let start = first_byte.unwrap_or(0).min(end);
 
     // Allow-list on the first word: gives a clear message for statements that
     // sqlparser cannot even parse (DO, HANDLER, LOAD DATA, REINDEX...).
@@ -402,7 +424,7 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
         )));
     }
 
-    Ok(Lexed { end, words })
+    Ok(Lexed { start, end, words })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2324,4 +2346,753 @@ fn reg_type_kind(type_name: &str) -> Option<RelKind> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PG: Dialect = Dialect::Postgres;
+    const MY: Dialect = Dialect::MySql;
+    const LITE: Dialect = Dialect::Sqlite;
+
+    fn scope(dialect: Dialect) -> SqlScope {
+        match dialect {
+            Dialect::Sqlite => SqlScope {
+                default_schema: "main".into(),
+                schemas: vec!["main".into()],
+            },
+            Dialect::Postgres | Dialect::MySql => SqlScope {
+                default_schema: "app".into(),
+                schemas: vec!["app".into(), "reporting".into()],
+            },
+        }
+    }
+
+    fn run(dialect: Dialect, sql: &str) -> Result<Approved, Refusal> {
+        check(dialect, sql, &scope(dialect))
+    }
+
+    fn assert_refusal_shape(refusal: &Refusal) {
+        let text = refusal.to_string();
+        assert!(text.starts_with("refused: "), "{text}");
+        assert!(!text.contains('\n') && !text.contains('\r'), "multi-line: {text:?}");
+        assert!(text.len() < 600, "too long: {text}");
+    }
+
+    /// Every trick from the brief, and then some. Each must be refused.
+    const HOSTILE: &[(Dialect, &str)] = &[
+        // -- stacked statements, comments, case
+        (PG, "SeLeCt 1; dRoP table t"),
+        (PG, "select 1 -- comment\n; delete from t"),
+        (PG, "SELECT 1; SELECT 2"),
+        (PG, "SELECT 1;;"),
+        (PG, "SELECT ''; DELETE FROM t; --'"),
+        (PG, "SELECT $$ $$; DELETE FROM t"),
+        (PG, "/* c */ ;"),
+        (PG, "-- just a comment"),
+        (PG, "/*!50000 DROP TABLE t*/ SELECT 1"),
+        // tokenizer disagreements: `#--` is an operator to sqlparser, a comment to Postgres
+        (PG, "SELECT 1 #--'\n 2, pg_sleep(5) --'"),
+        (PG, "SELECT 1 @--'\n, pg_sleep(5) --'"),
+        (PG, "SELECT $1$ x $1$"),
+        (PG, "SELECT $a"),
+        // -- writable CTEs and nested DML
+        (PG, "WITH x AS (UPDATE t SET a=1 RETURNING *) SELECT * FROM x"),
+        (PG, "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x"),
+        (PG, "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
+        (PG, "WITH x AS (SELECT 1), y AS (DELETE FROM t RETURNING *) SELECT * FROM x"),
+        (PG, "SELECT * FROM (WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d) s"),
+        (PG, "SELECT * FROM t WHERE id IN (WITH d AS (DELETE FROM t RETURNING id) SELECT id FROM d)"),
+        (PG, "(DELETE FROM t)"),
+        // -- EXPLAIN
+        (PG, "EXPLAIN ANALYZE DELETE FROM t"),
+        (PG, "EXPLAIN ANALYZE SELECT 1"),
+        (PG, "EXPLAIN (ANALYZE, BUFFERS) SELECT 1"),
+        (PG, "EXPLAIN (ANALYZE) SELECT 1"),
+        (PG, "EXPLAIN (ANALYZE true) SELECT 1"),
+        (PG, "EXPLAIN (ANALYZE false) SELECT 1"),
+        (PG, "EXPLAIN (analyze on, format json) SELECT 1"),
+        (PG, "EXPLAIN (TIMING) SELECT 1"),
+        (PG, "EXPLAIN (WAL) SELECT 1"),
+        (PG, "EXPLAIN DELETE FROM t"),
+        (PG, "EXPLAIN (FORMAT JSON) UPDATE t SET a = 1"),
+        (PG, "EXPLAIN SELECT pg_sleep(1)"),
+        // -- locking
+        (PG, "SELECT * FROM t FOR UPDATE"),
+        (PG, "SELECT * FROM t FOR SHARE"),
+        (PG, "SELECT * FROM t FOR NO KEY UPDATE"),
+        (PG, "SELECT * FROM t FOR KEY SHARE"),
+        (PG, "SELECT * FROM t FOR UPDATE SKIP LOCKED"),
+        (PG, "SELECT * FROM (SELECT * FROM t FOR UPDATE) s"),
+        // -- functions
+        (PG, "SELECT pg_sleep(10)"),
+        (PG, "SELECT \"pg_sleep\"(1)"),
+        (PG, "SELECT pg_catalog.\"PG_SLEEP\"(1)"),
+        (PG, "SELECT pg_catalog.pg_sleep(1)"),
+        (PG, "SELECT PG_SLEEP_FOR('5 minutes')"),
+        (PG, "SELECT * FROM t WHERE id = 1 AND pg_sleep(5) IS NOT NULL"),
+        (PG, "SELECT (SELECT pg_sleep(1))"),
+        (PG, "SELECT * FROM t ORDER BY pg_sleep(1)"),
+        (PG, "SELECT count(*) OVER (PARTITION BY pg_sleep(1)) FROM t"),
+        (PG, "SELECT * FROM t, LATERAL pg_sleep(1)"),
+        (PG, "SELECT * FROM pg_sleep(1)"),
+        (PG, "VALUES ((SELECT pg_sleep(1)))"),
+        (PG, "SELECT * FROM generate_series(1,3) g JOIN LATERAL (SELECT pg_sleep(g)) s ON true"),
+        (PG, "SELECT pg_catalog.pg_read_file('/etc/passwd')"),
+        (PG, "SELECT pg_read_binary_file('/etc/passwd')"),
+        (PG, "SELECT * FROM pg_ls_dir('.')"),
+        (PG, "SELECT pg_stat_file('postgresql.conf')"),
+        (PG, "SELECT lo_import('/etc/passwd')"),
+        (PG, "SELECT lo_export(1234, '/tmp/x')"),
+        (PG, "SELECT set_config('search_path','billing',false)"),
+        (PG, "SELECT nextval('s')"),
+        (PG, "SELECT setval('s', 1)"),
+        (PG, "SELECT txid_current()"),
+        (PG, "SELECT pg_current_xact_id()"),
+        (PG, "SELECT pg_advisory_lock(1)"),
+        (PG, "SELECT pg_try_advisory_xact_lock(1)"),
+        (PG, "SELECT pg_notify('c', 'x')"),
+        (PG, "SELECT pg_terminate_backend(123)"),
+        (PG, "SELECT pg_cancel_backend(123)"),
+        (PG, "SELECT pg_reload_conf()"),
+        (PG, "SELECT pg_export_snapshot()"),
+        (PG, "SELECT pg_switch_wal()"),
+        (PG, "SELECT pg_create_restore_point('x')"),
+        (PG, "SELECT pg_stat_reset()"),
+        (PG, "SELECT query_to_xml('delete from t',true,true,'')"),
+        (PG, "SELECT table_to_xml('billing.invoices', true, true, '')"),
+        (PG, "SELECT * FROM dblink('host=x','select 1') AS t(a int)"),
+        (PG, "SELECT dblink_exec('host=x', 'drop table t')"),
+        (PG, "SELECT crosstab('select * from billing.x')"),
+        (PG, "SELECT * FROM ts_stat('select body from billing.docs')"),
+        (PG, "SELECT U&\"\\0070g_sleep\"(1)"),
+        (PG, "SELECT U&'\\0070g_sleep'"),
+        (PG, "SELECT billing.calc()"),
+        (PG, "SELECT * FROM app.orders WHERE total > billing.threshold()"),
+        (PG, "SELECT 1 OPERATOR(billing.+) 1"),
+        (PG, "SELECT 'x'::billing.mytype"),
+        (PG, "SELECT pg_get_viewdef('billing.v')"),
+        (PG, "SELECT pg_relation_size('billing.invoices')"),
+        (PG, "SELECT 'billing.invoices'::regclass"),
+        (PG, "SELECT CAST('billing.invoices' AS regclass)"),
+        (PG, "SELECT '16384'::regclass"),
+        (PG, "SELECT pg_get_functiondef(12345)"),
+        (PG, "SELECT pg_total_relation_size('bill' || 'ing.invoices')"),
+        // -- SELECT INTO
+        (PG, "SELECT * INTO t2 FROM t"),
+        (PG, "SELECT * INTO TEMP t2 FROM t"),
+        // -- relations outside the grant
+        (PG, "SELECT * FROM billing.invoices"),
+        (PG, "SELECT * FROM BILLING.invoices"),
+        (PG, "SELECT * FROM \"billing\".\"invoices\""),
+        (PG, "SELECT * FROM app.orders o JOIN billing.invoices i ON i.order_id = o.id"),
+        (PG, "SELECT * FROM app.orders WHERE id IN (SELECT order_id FROM billing.invoices)"),
+        (PG, "SELECT id FROM app.orders UNION SELECT id FROM billing.invoices"),
+        (PG, "SELECT * FROM otherdb.app.orders"),
+        (PG, "SELECT * FROM pg_temp.t"),
+        (PG, "SELECT * FROM pg_toast.pg_toast_1234"),
+        // -- catalogs
+        (PG, "SELECT * FROM pg_shadow"),
+        (PG, "SELECT * FROM pg_authid"),
+        (PG, "SELECT * FROM pg_catalog.pg_authid"),
+        (PG, "SELECT * FROM \"pg_shadow\""),
+        (PG, "SELECT * FROM PG_CATALOG.PG_SHADOW"),
+        (PG, "SELECT * FROM pg_stat_activity"),
+        (PG, "SELECT * FROM pg_stat_statements"),
+        (PG, "SELECT * FROM pg_settings"),
+        (PG, "SELECT * FROM pg_user_mappings"),
+        (PG, "SELECT * FROM pg_hba_file_rules"),
+        (PG, "SELECT * FROM pg_roles"),
+        (PG, "SELECT * FROM pg_largeobject"),
+        (PG, "WITH pg_shadow AS (SELECT 1) SELECT * FROM pg_shadow"),
+        (PG, "SELECT * FROM information_schema.tables"),
+        (PG, "SELECT * FROM information_schema.tables WHERE table_schema='billing'"),
+        (PG, "SELECT * FROM information_schema.tables WHERE table_schema='app' OR 1=1"),
+        (PG, "SELECT * FROM information_schema.columns WHERE table_name = 'orders'"),
+        (PG, "SELECT * FROM information_schema.tables WHERE table_schema IN ('app', 'billing')"),
+        (PG, "SELECT * FROM information_schema.tables WHERE table_schema <> 'app'"),
+        (PG, "SELECT * FROM information_schema.tables t, information_schema.columns c WHERE t.table_schema = 'app'"),
+        (PG, "SELECT * FROM information_schema.user_mapping_options"),
+        (PG, "SELECT relname FROM pg_class"),
+        (PG, "SELECT nspname FROM pg_namespace"),
+        (PG, "SELECT c.relname FROM pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'app'"),
+        (PG, "SELECT relname FROM pg_class WHERE relnamespace = 'billing'::regnamespace"),
+        (PG, "SELECT * FROM pg_indexes WHERE schemaname <> 'app'"),
+        (PG, "SELECT (SELECT count(*) FROM pg_class)"),
+        (PG, "WITH c AS (SELECT * FROM pg_class) SELECT * FROM c"),
+        (PG, "SELECT * FROM pg_tables WHERE schemaname = 'app' OR schemaname = 'billing'"),
+        // -- statements
+        (PG, "COPY t TO PROGRAM 'x'"),
+        (PG, "COPY (SELECT 1) TO '/tmp/x'"),
+        (PG, "DO $$BEGIN DELETE FROM t; END$$"),
+        (PG, "SET ROLE postgres"),
+        (PG, "SET search_path = billing"),
+        (PG, "SET statement_timeout = 0"),
+        (PG, "RESET ALL"),
+        (PG, "BEGIN"),
+        (PG, "COMMIT"),
+        (PG, "ROLLBACK"),
+        (PG, "SAVEPOINT s"),
+        (PG, "START TRANSACTION READ WRITE"),
+        (PG, "LOCK TABLE t"),
+        (PG, "VACUUM"),
+        (PG, "VACUUM FULL t"),
+        (PG, "ANALYZE t"),
+        (PG, "CALL p()"),
+        (PG, "PREPARE p AS DELETE FROM t"),
+        (PG, "EXECUTE p"),
+        (PG, "DEALLOCATE p"),
+        (PG, "LISTEN c"),
+        (PG, "NOTIFY c"),
+        (PG, "INSERT INTO t VALUES (1)"),
+        (PG, "UPDATE t SET a = 1"),
+        (PG, "DELETE FROM t"),
+        (PG, "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"),
+        (PG, "TRUNCATE t"),
+        (PG, "CREATE TABLE x (a int)"),
+        (PG, "CREATE TEMP TABLE x AS SELECT 1"),
+        (PG, "ALTER TABLE t ADD COLUMN b int"),
+        (PG, "DROP TABLE t"),
+        (PG, "GRANT SELECT ON t TO public"),
+        (PG, "REVOKE ALL ON t FROM public"),
+        (PG, "REINDEX TABLE t"),
+        (PG, "CLUSTER t"),
+        (PG, "REFRESH MATERIALIZED VIEW v"),
+        (PG, "SHOW search_path"),
+        (PG, "DISCARD ALL"),
+        (PG, "CHECKPOINT"),
+        (PG, "IMPORT FOREIGN SCHEMA x FROM SERVER y INTO z"),
+        (PG, "SECURITY LABEL ON TABLE t IS 'x'"),
+        (PG, "\"SELECT\" 1"),
+        (PG, ""),
+        (PG, "   \n\t "),
+        (PG, "SELECT 1\0"),
+        // -- MySQL / MariaDB
+        (MY, "/*!50000 DROP TABLE t*/ SELECT 1"),
+        (MY, "/*!SELECT 1*/"),
+        (MY, "SELECT 1 /*M! , sleep(5) */"),
+        (MY, "SELECT 1 /*!, sleep(5) */"),
+        (MY, "SELECT /*+ SET_VAR(max_execution_time=0) */ * FROM t"),
+        (MY, "SELECT sleep(5)"),
+        (MY, "SELECT SLEEP(5)"),
+        (MY, "SELECT `sleep`(5)"),
+        (MY, "SELECT * FROM t WHERE id = (SELECT sleep(1))"),
+        (MY, "SELECT benchmark(1000000, md5('a'))"),
+        (MY, "SELECT load_file('/etc/passwd')"),
+        (MY, "SELECT * FROM t INTO OUTFILE '/tmp/x'"),
+        (MY, "SELECT * FROM t INTO DUMPFILE '/tmp/x'"),
+        (MY, "SELECT a INTO @v FROM t"),
+        (MY, "SELECT @a := 1"),
+        (MY, "SELECT get_lock('a',10)"),
+        (MY, "SELECT release_lock('a')"),
+        (MY, "SELECT is_free_lock('a')"),
+        (MY, "SELECT master_pos_wait('f', 4)"),
+        (MY, "SELECT source_pos_wait('f', 4)"),
+        (MY, "SELECT last_insert_id(5)"),
+        (MY, "SELECT sys_exec('id')"),
+        (MY, "SELECT sys.ps_thread_id(1)"),
+        (MY, "SELECT * FROM mysql.user"),
+        (MY, "SELECT * FROM `mysql`.`user`"),
+        (MY, "SELECT * FROM performance_schema.threads"),
+        (MY, "SELECT * FROM sys.processlist"),
+        (MY, "SELECT * FROM information_schema.processlist"),
+        (MY, "SELECT * FROM information_schema.user_privileges"),
+        (MY, "SELECT * FROM information_schema.tables"),
+        (MY, "SELECT * FROM information_schema.tables WHERE table_schema = 'billing'"),
+        (MY, "SELECT * FROM information_schema.columns WHERE table_schema = 'app' OR 1=1"),
+        (MY, "SELECT * FROM billing.invoices"),
+        (MY, "SELECT * FROM t WHERE a = 1 UNION SELECT * FROM billing.x"),
+        (MY, "SELECT * FROM t LOCK IN SHARE MODE"),
+        (MY, "SELECT * FROM t FOR UPDATE"),
+        (MY, "SELECT * FROM t FOR SHARE"),
+        (MY, "LOAD DATA INFILE '/etc/passwd' INTO TABLE t"),
+        (MY, "LOAD DATA LOCAL INFILE 'x' INTO TABLE t"),
+        (MY, "HANDLER t OPEN"),
+        (MY, "DO sleep(5)"),
+        (MY, "KILL 1"),
+        (MY, "FLUSH PRIVILEGES"),
+        (MY, "USE billing"),
+        (MY, "SET @a = 1"),
+        (MY, "SET GLOBAL general_log = 1"),
+        (MY, "INSERT INTO t VALUES (1)"),
+        (MY, "REPLACE INTO t VALUES (1)"),
+        (MY, "UPDATE t SET a = 1"),
+        (MY, "DELETE FROM t"),
+        (MY, "DROP TABLE t"),
+        (MY, "ALTER TABLE t ENGINE=InnoDB"),
+        (MY, "CREATE TABLE x AS SELECT 1"),
+        (MY, "RENAME TABLE t TO u"),
+        (MY, "GRANT ALL ON *.* TO 'x'@'%'"),
+        (MY, "LOCK TABLES t READ"),
+        (MY, "UNLOCK TABLES"),
+        (MY, "OPTIMIZE TABLE t"),
+        (MY, "ANALYZE TABLE t"),
+        (MY, "CALL p()"),
+        (MY, "PREPARE s FROM 'DELETE FROM t'"),
+        (MY, "EXECUTE s"),
+        (MY, "XA START 'x'"),
+        (MY, "INSTALL PLUGIN x SONAME 'y.so'"),
+        (MY, "SHUTDOWN"),
+        (MY, "SHOW PROCESSLIST"),
+        (MY, "SHOW GRANTS"),
+        (MY, "SHOW DATABASES"),
+        (MY, "SHOW VARIABLES"),
+        (MY, "SHOW TABLES FROM billing"),
+        (MY, "SHOW TABLES FROM mysql"),
+        (MY, "SHOW COLUMNS FROM billing.invoices"),
+        (MY, "SHOW INDEX FROM invoices FROM billing"),
+        (MY, "SHOW TABLES WHERE sleep(1) = 0"),
+        (MY, "SHOW CREATE PROCEDURE p"),
+        (MY, "DESCRIBE mysql.user"),
+        (MY, "EXPLAIN ANALYZE SELECT * FROM t"),
+        (MY, "EXPLAIN DELETE FROM t"),
+        // MySQL ends `--` comments at a tab, sqlparser does not: a string would hide the sleep
+        (MY, "SELECT 1, 2 --\t'\n, sleep(5) AS x -- '"),
+        // backslash escapes depend on sql_mode (NO_BACKSLASH_ESCAPES)
+        (MY, "SELECT 'a\\' , sleep(5) -- '"),
+        (MY, "SELECT 1; DROP TABLE t"),
+        (MY, "SELECT 1 FROM dual WHERE 1 = 1 -- \n; DELETE FROM t"),
+        (MY, "SELECT 1 DIV"),
+        (MY, "TABLE mysql.user"),
+        (MY, "SELECT * FROM t PROCEDURE ANALYSE()"),
+        // -- SQLite
+        (LITE, "PRAGMA writable_schema=1"),
+        (LITE, "PRAGMA table_info(t)"),
+        (LITE, "ATTACH DATABASE 'x' AS y"),
+        (LITE, "DETACH DATABASE y"),
+        (LITE, "SELECT load_extension('x')"),
+        (LITE, "SELECT writefile('x','y')"),
+        (LITE, "SELECT readfile('/etc/passwd')"),
+        (LITE, "SELECT edit('x')"),
+        (LITE, "SELECT fts3_tokenizer('simple')"),
+        (LITE, "SELECT * FROM fsdir('/')"),
+        (LITE, "SELECT * FROM temp.t"),
+        (LITE, "SELECT * FROM aux.t"),
+        (LITE, "SELECT * FROM sqlite_dbpage"),
+        (LITE, "SELECT * FROM pragma_table_info('t', 'aux')"),
+        (LITE, "SELECT * FROM pragma_database_list"),
+        (LITE, "SELECT * FROM pragma_compile_options()"),
+        (LITE, "VACUUM INTO '/tmp/x'"),
+        (LITE, "REINDEX"),
+        (LITE, "ANALYZE"),
+        (LITE, "REPLACE INTO t VALUES (1)"),
+        (LITE, "INSERT INTO t VALUES (1)"),
+        (LITE, "CREATE TABLE x (a)"),
+        (LITE, "DROP TABLE t"),
+        (LITE, "SELECT $a, load_extension('x'), $a"),
+        (LITE, "SELECT 1; ATTACH 'x' AS y"),
+        (LITE, "BEGIN IMMEDIATE"),
+        (LITE, "SAVEPOINT a"),
+        (LITE, "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x"),
+        (LITE, "SELECT * FROM t WHERE a REGEXP"),
+    ];
+
+    /// Legitimate investigation queries: each must be approved with this kind.
+    const LEGIT: &[(Dialect, &str, StatementKind)] = &[
+        (PG, "SELECT 1", StatementKind::Select),
+        (PG, "SELECT * FROM orders", StatementKind::Select),
+        (PG, "SELECT o.id, u.email FROM orders o JOIN users u ON u.id = o.user_id WHERE o.created_at > now() - interval '1 day'", StatementKind::Select),
+        (PG, "SELECT o.id FROM orders o LEFT JOIN refunds r ON r.order_id = o.id WHERE r.id IS NULL", StatementKind::Select),
+        (PG, "SELECT user_id, amount, row_number() OVER (PARTITION BY user_id ORDER BY created_at DESC) AS rn FROM orders", StatementKind::Select),
+        (PG, "SELECT day, sum(total) OVER (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) FROM daily", StatementKind::Select),
+        (PG, "SELECT lag(total) OVER w, lead(total) OVER w FROM orders WINDOW w AS (PARTITION BY user_id ORDER BY id)", StatementKind::Select),
+        (PG, "WITH recent AS (SELECT * FROM orders WHERE created_at > now() - interval '7 days') SELECT count(*) FROM recent", StatementKind::Select),
+        (PG, "WITH RECURSIVE tree AS (SELECT id, parent_id FROM categories WHERE parent_id IS NULL UNION ALL SELECT c.id, c.parent_id FROM categories c JOIN tree t ON c.parent_id = t.id) SELECT * FROM tree", StatementKind::Select),
+        (PG, "SELECT payload->>'status', payload->'items' FROM events", StatementKind::Select),
+        (PG, "SELECT payload #>> '{a,b}', payload #> '{a}' FROM events", StatementKind::Select),
+        (PG, "SELECT * FROM events WHERE payload @> '{\"type\":\"refund\"}'", StatementKind::Select),
+        (PG, "SELECT * FROM events WHERE payload ? 'type'", StatementKind::Select),
+        (PG, "SELECT jsonb_array_elements(payload->'items') FROM events", StatementKind::Select),
+        (PG, "SELECT e.id, item FROM events e, jsonb_array_elements(e.payload->'items') AS item", StatementKind::Select),
+        (PG, "SELECT date_trunc('hour', created_at) AS h, count(*) FROM orders GROUP BY 1 ORDER BY 1", StatementKind::Select),
+        (PG, "SELECT extract(epoch FROM now() - created_at) FROM orders", StatementKind::Select),
+        (PG, "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) FROM requests", StatementKind::Select),
+        (PG, "SELECT count(*) FILTER (WHERE status = 'failed') FROM jobs", StatementKind::Select),
+        (PG, "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END, COALESCE(note, '') FROM orders", StatementKind::Select),
+        (PG, "SELECT DISTINCT ON (user_id) user_id, created_at FROM orders ORDER BY user_id, created_at DESC", StatementKind::Select),
+        (PG, "SELECT region, product, sum(x) FROM sales GROUP BY ROLLUP (region, product)", StatementKind::Select),
+        (PG, "SELECT * FROM orders ORDER BY id DESC LIMIT 50 OFFSET 100", StatementKind::Select),
+        (PG, "SELECT * FROM orders WHERE id IN (SELECT order_id FROM refunds WHERE amount > 10)", StatementKind::Select),
+        (PG, "SELECT * FROM orders o WHERE EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.id)", StatementKind::Select),
+        (PG, "SELECT * FROM generate_series(1, 10) AS g(n)", StatementKind::Select),
+        (PG, "SELECT u.id, l.last FROM users u CROSS JOIN LATERAL (SELECT max(created_at) AS last FROM orders o WHERE o.user_id = u.id) l", StatementKind::Select),
+        (PG, "SELECT string_agg(email, ', ' ORDER BY email) FROM users", StatementKind::Select),
+        (PG, "SELECT id::text, amount::numeric(10,2) FROM orders", StatementKind::Select),
+        (PG, "SELECT * FROM orders WHERE created_at BETWEEN '2024-01-01' AND '2024-02-01' AND status <> 'x'", StatementKind::Select),
+        (PG, r"SELECT * FROM orders WHERE email ILIKE '%@example.com' AND note ~ '\d+'", StatementKind::Select),
+        (PG, "SELECT count(*) FROM orders TABLESAMPLE SYSTEM (1)", StatementKind::Select),
+        (PG, "SELECT array_agg(id) FROM orders GROUP BY user_id HAVING count(*) > 1", StatementKind::Select),
+        (PG, "SELECT * FROM orders WHERE id = $1", StatementKind::Select),
+        (PG, "SELECT * FROM orders WHERE status = ANY(ARRAY['a','b'])", StatementKind::Select),
+        (PG, "SELECT id FROM orders UNION SELECT id FROM archived_orders EXCEPT SELECT id FROM deleted_orders", StatementKind::Select),
+        (PG, "(SELECT 1) UNION ALL (SELECT 2)", StatementKind::Select),
+        (PG, "VALUES (1, 'a'), (2, 'b')", StatementKind::Select),
+        (PG, "SELECT a, b FROM (VALUES (1, 2)) AS v(a, b)", StatementKind::Select),
+        (PG, "SELECT * FROM app.orders", StatementKind::Select),
+        (PG, "SELECT * FROM reporting.daily_revenue r JOIN app.orders o ON o.day = r.day", StatementKind::Select),
+        (PG, "SELECT \"Order Id\" FROM \"Orders\"", StatementKind::Select),
+        (PG, "SELECT * FROM \"App\".orders", StatementKind::Select),
+        (PG, "SELECT $$it's$$ AS quote, $tag$x; DELETE$tag$ AS t", StatementKind::Select),
+        (PG, "SELECT E'line\\nbreak', 'it''s'", StatementKind::Select),
+        (PG, "-- investigate\nSELECT 1 /* inline */ FROM orders -- trailing", StatementKind::Select),
+        (PG, "SELECT 1 AS x /* outer /* nested */ still comment */", StatementKind::Select),
+        (PG, "SELECT 1;", StatementKind::Select),
+        (PG, "  SELECT count(*) FROM orders ;  \n", StatementKind::Select),
+        (PG, "SELECT now(), current_date, current_setting('TimeZone'), version()", StatementKind::Select),
+        (PG, "SELECT pg_size_pretty(pg_total_relation_size('app.orders'))", StatementKind::Select),
+        (PG, "SELECT pg_typeof(created_at) FROM orders LIMIT 1", StatementKind::Select),
+        (PG, "SELECT 'app.orders'::regclass, 'orders'::regclass::oid", StatementKind::Select),
+        (PG, "EXPLAIN SELECT * FROM orders WHERE id = 1", StatementKind::Explain),
+        (PG, "EXPLAIN (FORMAT JSON) SELECT * FROM orders", StatementKind::Explain),
+        (PG, "EXPLAIN (VERBOSE, COSTS false, BUFFERS) SELECT 1", StatementKind::Explain),
+        (PG, "EXPLAIN VERBOSE SELECT * FROM orders o JOIN users u ON u.id = o.user_id", StatementKind::Explain),
+        (PG, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'orders'", StatementKind::Select),
+        (PG, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'app'", StatementKind::Select),
+        (PG, "SELECT * FROM pg_catalog.pg_indexes WHERE schemaname = 'app' AND tablename = 'orders'", StatementKind::Select),
+        (PG, "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app'", StatementKind::Select),
+        (PG, "SELECT table_name FROM information_schema.tables WHERE table_schema IN ('app', 'reporting')", StatementKind::Select),
+        (PG, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()", StatementKind::Select),
+        (PG, "SELECT tablename FROM pg_tables WHERE schemaname = ANY(current_schemas(false))", StatementKind::Select),
+        (PG, "SELECT t.table_name, c.column_name FROM information_schema.tables t JOIN information_schema.columns c ON c.table_schema = t.table_schema AND c.table_name = t.table_name WHERE t.table_schema = 'app'", StatementKind::Select),
+        (PG, "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = 'app'::regnamespace AND c.relname = 'orders' AND a.attnum > 0", StatementKind::Select),
+        (PG, "SELECT c.relname, d.description FROM pg_class c LEFT JOIN pg_description d ON d.objoid = c.oid WHERE c.relnamespace = 'app'::regnamespace", StatementKind::Select),
+        (PG, "SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE schemaname = 'app' ORDER BY n_live_tup DESC", StatementKind::Select),
+        (PG, "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.connamespace = 'app'::regnamespace", StatementKind::Select),
+        (PG, "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname = 'reporting'", StatementKind::Select),
+        (PG, "SELECT t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid WHERE t.typnamespace = 'app'::regnamespace", StatementKind::Select),
+        (PG, "SELECT nspname FROM pg_namespace WHERE nspname = 'app'", StatementKind::Select),
+        (PG, "SELECT * FROM information_schema.table_constraints WHERE constraint_schema = 'reporting'", StatementKind::Select),
+        (PG, "SELECT extname, extversion FROM pg_extension", StatementKind::Select),
+        (PG, "SELECT count(*) FROM (SELECT relname FROM pg_class WHERE relnamespace = 'app'::regnamespace) s", StatementKind::Select),
+        // -- MySQL / MariaDB
+        (MY, "SELECT * FROM orders WHERE created_at > NOW() - INTERVAL 1 DAY", StatementKind::Select),
+        (MY, "SELECT JSON_EXTRACT(payload, '$.status') FROM events", StatementKind::Select),
+        (MY, "SELECT payload->>'$.status', payload->'$.items' FROM events", StatementKind::Select),
+        (MY, "SELECT o.id, u.email FROM orders o INNER JOIN users u ON u.id = o.user_id LEFT JOIN refunds r ON r.order_id = o.id", StatementKind::Select),
+        (MY, "SELECT user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY created_at) FROM orders", StatementKind::Select),
+        (MY, "WITH RECURSIVE seq AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM seq WHERE n < 5) SELECT * FROM seq", StatementKind::Select),
+        (MY, "SELECT `order`.`id` FROM `app`.`order`", StatementKind::Select),
+        (MY, "SELECT DATE_FORMAT(created_at, '%Y-%m') m, COUNT(*) FROM orders GROUP BY m", StatementKind::Select),
+        (MY, "SELECT * FROM orders LIMIT 10, 20", StatementKind::Select),
+        (MY, "SELECT IFNULL(note, ''), IF(total > 1, 'a', 'b') FROM orders", StatementKind::Select),
+        (MY, "SELECT @@version, @@sql_mode", StatementKind::Select),
+        (MY, "SELECT * FROM orders WHERE id = 1 # comment", StatementKind::Select),
+        (MY, "SELECT * FROM orders WHERE id = 1 -- comment", StatementKind::Select),
+        (MY, "SELECT uuid(), uuid_short(), extractvalue('<a>1</a>', '/a')", StatementKind::Select),
+        (MY, "SELECT * FROM reporting.daily", StatementKind::Select),
+        (MY, "SELECT table_name, table_rows FROM information_schema.tables WHERE table_schema = 'app'", StatementKind::Select),
+        (MY, "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'orders'", StatementKind::Select),
+        (MY, "SELECT index_name FROM information_schema.statistics WHERE table_schema = \"app\"", StatementKind::Select),
+        (MY, "SELECT * FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = 'APP'", StatementKind::Select),
+        (MY, "SHOW TABLES", StatementKind::Show),
+        (MY, "SHOW FULL TABLES FROM app LIKE 'ord%'", StatementKind::Show),
+        (MY, "SHOW COLUMNS FROM orders", StatementKind::Show),
+        (MY, "SHOW FULL COLUMNS FROM orders FROM reporting", StatementKind::Show),
+        (MY, "SHOW INDEX FROM orders", StatementKind::Show),
+        (MY, "SHOW KEYS FROM app.orders", StatementKind::Show),
+        (MY, "SHOW CREATE TABLE orders", StatementKind::Show),
+        (MY, "DESCRIBE orders", StatementKind::Show),
+        (MY, "DESC reporting.daily", StatementKind::Show),
+        (MY, "EXPLAIN orders", StatementKind::Show),
+        (MY, "EXPLAIN SELECT * FROM orders WHERE id = 1", StatementKind::Explain),
+        (MY, "EXPLAIN FORMAT=JSON SELECT * FROM orders", StatementKind::Explain),
+        (MY, "SELECT 1;", StatementKind::Select),
+        // -- SQLite
+        (LITE, "SELECT name FROM sqlite_master WHERE type='table'", StatementKind::Select),
+        (LITE, "SELECT sql FROM sqlite_schema WHERE name = 'orders'", StatementKind::Select),
+        (LITE, "SELECT * FROM pragma_table_info('orders')", StatementKind::Select),
+        (LITE, "SELECT * FROM pragma_index_list('orders')", StatementKind::Select),
+        (LITE, "SELECT json_extract(payload, '$.a') FROM events", StatementKind::Select),
+        (LITE, "SELECT payload ->> '$.a' FROM events", StatementKind::Select),
+        (LITE, "SELECT e.id, j.value FROM events e, json_each(e.payload) j", StatementKind::Select),
+        (LITE, "SELECT strftime('%Y-%m', created_at), count(*) FROM orders GROUP BY 1", StatementKind::Select),
+        (LITE, "SELECT * FROM main.orders", StatementKind::Select),
+        (LITE, "SELECT datetime('now', '-1 day')", StatementKind::Select),
+        (LITE, "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 10) SELECT * FROM c", StatementKind::Select),
+        (LITE, "SELECT [weird name] FROM \"Orders\"", StatementKind::Select),
+        (LITE, "SELECT rowid, * FROM orders ORDER BY rowid DESC LIMIT 5", StatementKind::Select),
+        (LITE, "EXPLAIN QUERY PLAN SELECT * FROM orders WHERE id = 1", StatementKind::Explain),
+    ];
+
+    #[test]
+    fn corpus_sizes() {
+        assert!(HOSTILE.len() >= 80, "{}", HOSTILE.len());
+        assert!(LEGIT.len() >= 60, "{}", LEGIT.len());
+    }
+
+    #[test]
+    fn hostile_corpus_is_refused() {
+        let mut approved = Vec::new();
+        for (dialect, sql) in HOSTILE {
+            match run(*dialect, sql) {
+                Ok(a) => approved.push(format!("[{dialect}] {sql:?} -> {:?}", a.kind)),
+                Err(refusal) => assert_refusal_shape(&refusal),
+            }
+        }
+        assert!(approved.is_empty(), "approved hostile statements:\n{}", approved.join("\n"));
+    }
+
+    #[test]
+    fn legit_corpus_is_approved() {
+        let mut failures = Vec::new();
+        for (dialect, sql, kind) in LEGIT {
+            match run(*dialect, sql) {
+                Ok(a) if a.kind == *kind => {}
+                Ok(a) => failures.push(format!("[{dialect}] {sql:?}: kind {:?}", a.kind)),
+                Err(e) => failures.push(format!("[{dialect}] {sql:?}: {e}")),
+            }
+        }
+        assert!(failures.is_empty(), "legitimate queries refused:\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn huge_input_is_refused() {
+        let big = format!("SELECT '{}'", "a".repeat(200_000));
+        let err = run(PG, &big).unwrap_err();
+        assert!(err.0.contains("too long"), "{err}");
+    }
+
+    #[test]
+    fn messages_match_the_documented_forms() {
+        let msg = |d, sql| run(d, sql).unwrap_err().to_string();
+        assert_eq!(
+            msg(PG, "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
+            "refused: writable CTE (DELETE) is not allowed"
+        );
+        assert_eq!(msg(PG, "SELECT pg_sleep(1)"), "refused: function pg_sleep is not allowed");
+        assert_eq!(msg(PG, "SELECT \"pg_sleep\"(1)"), "refused: function pg_sleep is not allowed");
+        assert_eq!(
+            msg(PG, "SELECT * FROM billing.invoices"),
+            "refused: schema `billing` is outside your grant (granted: app, reporting)"
+        );
+        assert_eq!(
+            msg(PG, "SELECT 1; SELECT 2"),
+            "refused: only one statement per query (found 2)"
+        );
+        assert_eq!(
+            msg(PG, "select 1 -- comment\n; delete from t"),
+            "refused: only one statement per query (found 2)"
+        );
+        assert_eq!(
+            msg(PG, "EXPLAIN ANALYZE SELECT 1"),
+            "refused: EXPLAIN ANALYZE executes the statement and is not allowed"
+        );
+        assert_eq!(
+            msg(PG, "EXPLAIN (ANALYZE, BUFFERS) SELECT 1"),
+            "refused: EXPLAIN ANALYZE executes the statement and is not allowed"
+        );
+        assert_eq!(
+            msg(PG, "SELECT * FROM information_schema.tables"),
+            "refused: catalog reads must filter on the schema column, e.g. table_schema = 'app' (granted: app, reporting)"
+        );
+        assert!(msg(PG, "SELEC 1 FRM").starts_with("refused: "));
+        assert!(msg(PG, "SELECT FROM WHERE (")
+            .starts_with("refused: could not parse SQL for postgres: "));
+        assert_eq!(
+            msg(PG, "DELETE FROM t"),
+            "refused: DELETE statements are not allowed: only read-only queries (SELECT, WITH ... SELECT, VALUES, TABLE, EXPLAIN, SHOW) are accepted"
+        );
+        assert_eq!(
+            msg(PG, "SELECT * FROM t FOR UPDATE"),
+            "refused: locking clause FOR UPDATE is not allowed"
+        );
+        assert!(msg(MY, "SELECT * FROM information_schema.tables WHERE table_schema = 'billing'")
+            .contains("`billing` is outside your grant"));
+    }
+
+    #[test]
+    fn approved_sql_is_the_single_checked_statement() {
+        let sql = |d, s| run(d, s).unwrap().sql;
+        assert_eq!(sql(PG, "  SELECT 1;  \n"), "SELECT 1");
+        assert_eq!(sql(PG, "SELECT 1; -- done"), "SELECT 1");
+        assert_eq!(sql(PG, "SELECT 1 -- note"), "SELECT 1");
+        assert_eq!(sql(PG, "-- why\nSELECT 1 /* a */ + 1 -- note"), "-- why\nSELECT 1 /* a */ + 1");
+        assert_eq!(sql(MY, "SELECT 1 -- \n"), "SELECT 1");
+        assert_eq!(sql(PG, "SELECT ';' ;"), "SELECT ';'");
+        assert_eq!(sql(PG, "SELECT 'é' AS x;"), "SELECT 'é' AS x");
+        assert_eq!(sql(PG, "SELECT 'a\nb'\n  ;\n"), "SELECT 'a\nb'");
+        assert_eq!(sql(MY, "/* why */ SELECT 1 ;"), "/* why */ SELECT 1");
+    }
+
+    #[test]
+    fn reads_catalog_flag() {
+        assert!(!run(PG, "SELECT * FROM orders").unwrap().reads_catalog);
+        assert!(run(PG, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app'")
+            .unwrap()
+            .reads_catalog);
+        assert!(run(LITE, "SELECT name FROM sqlite_master").unwrap().reads_catalog);
+        assert!(run(MY, "SHOW TABLES").unwrap().reads_catalog);
+    }
+
+    #[test]
+    fn cte_names_do_not_count_as_tables_but_cannot_hide_catalogs() {
+        assert!(run(PG, "WITH billing AS (SELECT 1) SELECT * FROM billing").is_ok());
+        assert!(run(PG, "WITH pg_class AS (SELECT 1) SELECT * FROM pg_class").is_err());
+        assert!(run(PG, "WITH x AS (SELECT 1) SELECT * FROM billing.x").is_err());
+    }
+
+    #[test]
+    fn deep_expressions_do_not_overflow_the_stack() {
+        let deep = format!("SELECT 1{}", "+1".repeat(9_000));
+        assert!(run(PG, &deep).is_ok());
+        let too_deep = format!("SELECT 1{}", "+1".repeat(45_000));
+        assert!(run(PG, &too_deep).unwrap_err().0.contains("too complex"));
+        let nested = format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000));
+        assert!(run(MY, &nested).is_err());
+        let big_in = format!("SELECT * FROM t WHERE id IN (1{})", ",1".repeat(20_000));
+        assert!(run(PG, &big_in).is_ok());
+    }
+
+    #[test]
+    fn scope_matching_is_case_insensitive_and_strict() {
+        let scope = SqlScope {
+            default_schema: "App".into(),
+            schemas: vec!["App".into()],
+        };
+        assert!(check(PG, "SELECT * FROM app.orders", &scope).is_ok());
+        assert!(check(PG, "SELECT * FROM orders", &scope).is_ok());
+        let none = SqlScope {
+            default_schema: "app".into(),
+            schemas: vec![],
+        };
+        assert!(check(PG, "SELECT * FROM orders", &none).is_err());
+    }
+
+    // -- property tests ------------------------------------------------------
+
+    const VOCABULARY: &[&str] = &[
+        "SELECT", "FROM", "WHERE", "WITH", "AS", "(", ")", ",", ";", "*", "=", "'x'", "\"y\"",
+        "`z`", "$$q$$", "1", "t", "app.t", "billing.t", "pg_sleep", "sleep", "DELETE", "INSERT",
+        "INTO", "UPDATE", "SET", "DROP", "TABLE", "EXPLAIN", "ANALYZE", "FOR", "SHARE", "UNION",
+        "JOIN", "ON", "--", "/*", "*/", "/*!", "#", "\n", "\\", "U&", "::", "->>", "@>", "DIV",
+        "REGEXP", "VALUES", "RETURNING", "LATERAL", "pg_class", "information_schema.tables",
+        "table_schema", "OR", "AND", "NOT", "'app'", "SHOW", "DESCRIBE", "PRAGMA", "?", "$1",
+        "@a", ":=", "E'\\''", "[", "]", "CASE", "WHEN", "END", "OVER", "LIMIT",
+    ];
+
+    const WRITES: &[&str] = &[
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 1",
+        "DELETE FROM t",
+        "DROP TABLE t",
+        "TRUNCATE t",
+        "CREATE TABLE x (a int)",
+        "ALTER TABLE t ADD COLUMN b int",
+        "GRANT SELECT ON t TO u",
+        "SET search_path = billing",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "COPY t FROM '/tmp/x'",
+        "CALL p()",
+        "LOCK TABLE t",
+        "REPLACE INTO t VALUES (1)",
+        "PRAGMA writable_schema = 1",
+        "ATTACH DATABASE 'x' AS y",
+    ];
+
+    fn trivia() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("\t".to_owned()),
+            "[a-z0-9 ]{0,12}".prop_map(|c| format!("/* {c} */")),
+            "[a-z0-9 ]{0,12}".prop_map(|c| format!("-- {c}\n")),
+        ];
+        prop::collection::vec(piece, 0..4).prop_map(|v| v.concat())
+    }
+
+    fn flip_case(text: &str, flips: &[bool]) -> String {
+        text.chars()
+            .zip(flips.iter().cycle())
+            .map(|(c, up)| {
+                if *up {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    fn dialect() -> impl Strategy<Value = Dialect> {
+        prop_oneof![Just(PG), Just(MY), Just(LITE)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn never_panics_on_arbitrary_text(text in any::<String>(), d in dialect()) {
+            match check(d, &text, &scope(d)) {
+                Ok(a) => prop_assert!(!a.sql.is_empty()),
+                Err(refusal) => assert_refusal_shape(&refusal),
+            }
+        }
+
+        #[test]
+        fn never_panics_on_token_soup(
+            picks in prop::collection::vec(0..VOCABULARY.len(), 0..40),
+            glue in prop::collection::vec(prop_oneof![Just(""), Just(" "), Just("\n")], 40),
+            d in dialect(),
+        ) {
+            let mut sql = String::new();
+            for (i, pick) in picks.iter().enumerate() {
+                sql.push_str(VOCABULARY[*pick]);
+                sql.push_str(glue[i % glue.len()]);
+            }
+            match check(d, &sql, &scope(d)) {
+                Ok(a) => {
+                    let upper = a.sql.to_ascii_uppercase();
+                    prop_assert!(!upper.contains("DELETE ") || upper.contains('\''), "{}", sql);
+                }
+                Err(refusal) => assert_refusal_shape(&refusal),
+            }
+        }
+
+        #[test]
+        fn hostile_statements_stay_refused_when_wrapped(
+            index in 0..HOSTILE.len(),
+            before in trivia(),
+            after in trivia(),
+            semicolon in any::<bool>(),
+        ) {
+            let (d, sql) = HOSTILE[index];
+            // Empty-ish corpus entries are refused for being empty; wrapping keeps that.
+            let wrapped = format!("{before}{sql}{}{after}", if semicolon { ";" } else { "" });
+            prop_assert!(check(d, &wrapped, &scope(d)).is_err(), "approved: {:?}", wrapped);
+        }
+
+        #[test]
+        fn write_statements_are_never_approved(
+            index in 0..WRITES.len(),
+            flips in prop::collection::vec(any::<bool>(), 1..16),
+            before in trivia(),
+            after in trivia(),
+            stacked in any::<bool>(),
+            d in dialect(),
+        ) {
+            let write = flip_case(WRITES[index], &flips);
+            let sql = if stacked {
+                format!("{before}SELECT 1;{after}{write}")
+            } else {
+                format!("{before}{write}{after}")
+            };
+            prop_assert!(check(d, &sql, &scope(d)).is_err(), "approved: {:?}", sql);
+        }
+
+        #[test]
+        fn legit_queries_survive_comments_and_whitespace(
+            index in 0..LEGIT.len(),
+            before in trivia(),
+            after in trivia(),
+        ) {
+            let (d, sql, kind) = &LEGIT[index];
+            // A trailing `-- comment` would swallow nothing here; keep the suffix after any `;`.
+            let wrapped = format!("{before}{sql}\n{after}");
+            let approved = check(*d, &wrapped, &scope(*d));
+            prop_assert!(approved.is_ok(), "{:?}: {:?}", wrapped, approved);
+            if let Ok(a) = approved {
+                prop_assert_eq!(&a.kind, kind);
+                prop_assert_eq!(a.sql.trim(), a.sql.as_str());
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Models: the `Model` trait, the Anthropic Messages client, the offline planner.
 
 pub mod anthropic;
+pub mod offline;
 pub mod types;
 
 use async_trait::async_trait;
