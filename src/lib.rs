@@ -2,6 +2,8 @@
 //! reading their data sources read-only, guarded and audited.
 
 pub mod access;
+pub mod app;
+pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod evidence;

@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use investigator::access::{self, Principal};
+use investigator::app::{App, ModelChoice};
+use investigator::chat::render;
+use investigator::chat::terminal::ProgressPrinter;
+use investigator::engine::Conversation;
 use investigator::config::{self, interpolate::ProcessEnv, Config, MasterKey};
 use investigator::engine::Gate;
 use investigator::evidence::Content;
@@ -61,6 +65,29 @@ enum Command {
         /// Rows to return (capped by the source's max_rows).
         #[arg(long)]
         max_rows: Option<u64>,
+    },
+    /// Answer one question, showing progress, then the report; evidence goes to a directory.
+    Ask {
+        question: String,
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        #[arg(long)]
+        channel: Option<String>,
+        /// Use the offline runbook planner even when ANTHROPIC_API_KEY is set.
+        #[arg(long)]
+        offline: bool,
+        /// Where to write the evidence (default: evidence-out/<session id>).
+        #[arg(long)]
+        evidence_dir: Option<PathBuf>,
+    },
+    /// An interactive thread in the terminal: each line is a question; follow-ups continue it.
+    Chat {
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        offline: bool,
     },
     /// Encrypted secrets for the configuration.
     Secrets {
@@ -146,6 +173,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli.config)?;
             let store = Store::open(&cli.store).await.with_context(|| format!("opening the store {}", cli.store))?;
             query(&config, store, &source, &sql, &principal, channel.as_deref(), format, max_rows).await
+        }
+        Command::Ask { question, principal, channel, offline, evidence_dir } => {
+            let app = build_app(&cli.config, &cli.store, offline).await?;
+            let principal = principal_of(&principal, channel.as_deref())?;
+            ask(&app, &principal, &question, evidence_dir).await
+        }
+        Command::Chat { principal, channel, offline } => {
+            let app = build_app(&cli.config, &cli.store, offline).await?;
+            let principal = principal_of(&principal, channel.as_deref())?;
+            chat(&app, &principal).await
         }
         Command::Secrets { command } => secrets(command),
         Command::Audit { command } => {
@@ -233,6 +270,86 @@ async fn check(dir: &std::path::Path, no_connect: bool) -> anyhow::Result<ExitCo
     }
     print_grid(&["source", "kind", "owner", "status"], &rows);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn build_app(config: &std::path::Path, store: &str, offline: bool) -> anyhow::Result<App> {
+    let choice = if offline { ModelChoice::Offline } else { ModelChoice::Auto };
+    let app = App::build(config, store, choice, &ProcessEnv).await?;
+    for warning in &app.config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    eprintln!("model: {}", app.engine.model_name());
+    Ok(app)
+}
+
+fn new_conversation() -> Conversation {
+    Conversation { id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(), ..Conversation::default() }
+}
+
+/// Runs one question, prints the report, writes the evidence; returns the exit code.
+async fn answer(
+    app: &App,
+    principal: &Principal,
+    conversation: &mut Conversation,
+    question: &str,
+    evidence_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let progress = ProgressPrinter::new(std::io::stderr());
+    let outcome = match app.ask(principal, conversation, question, &progress).await {
+        Ok(outcome) => outcome,
+        Err(denial) => {
+            eprintln!("refused: {denial}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let markdown = render::report_markdown(question, &outcome.report, &conversation.evidence, Some(&outcome));
+    println!("{markdown}");
+    let dir = evidence_dir.unwrap_or_else(|| PathBuf::from("evidence-out").join(&conversation.id));
+    let report_json = serde_json::to_value(&outcome.report)?;
+    let files = investigator::evidence::export::write_dir(&dir, &conversation.evidence, &report_json, &markdown)
+        .with_context(|| format!("writing evidence to {}", dir.display()))?;
+    println!("evidence: {} file(s) in {}", files.len(), dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ask(app: &App, principal: &Principal, question: &str, evidence_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut conversation = new_conversation();
+    answer(app, principal, &mut conversation, question, evidence_dir).await
+}
+
+async fn chat(app: &App, principal: &Principal) -> anyhow::Result<ExitCode> {
+    if let Err(denial) = app.resolve(principal) {
+        eprintln!("refused: {denial}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut conversation = new_conversation();
+    eprintln!("thread {}: ask a question; follow-ups continue the thread. /evidence E3 shows an item, /quit ends.", conversation.id);
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" || line == "/exit" {
+            break;
+        }
+        if let Some(id) = line.strip_prefix("/evidence ") {
+            match conversation.evidence.get(id) {
+                Some(item) => println!("{}", serde_json::to_string_pretty(item)?),
+                None => eprintln!("no evidence {id} in this thread"),
+            }
+            continue;
+        }
+        let dir = PathBuf::from("evidence-out").join(&conversation.id);
+        answer(app, principal, &mut conversation, line, Some(dir)).await?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn first_line(text: &str) -> String {

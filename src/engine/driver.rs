@@ -224,9 +224,9 @@ impl Engine {
                 let (content, statement, note, error) = match tokio::time::timeout(timeout, run).await {
                     Ok(outcome) => match outcome.result {
                         Ok(output) => (Some(output.content), output.statement, output.note, None),
-                        Err(err) => (None, String::new(), None, Some(err.to_string())),
+                        Err(err) => (None, attempted(&call), None, Some(err.to_string())),
                     },
-                    Err(_) => (None, String::new(), None, Some(format!("timed out after {}s", timeout.as_secs()))),
+                    Err(_) => (None, attempted(&call), None, Some(format!("timed out after {}s", timeout.as_secs()))),
                 };
                 let duration_ms = (self.clock.now() - at).num_milliseconds().max(0) as u64;
                 let evidence = EvidenceItem {
@@ -260,3 +260,11 @@ impl Engine {
     }
 }
 
+
+/// What a failed call tried to run, for the evidence and the report.
+fn attempted(call: &PlannedCall) -> String {
+    match call.arguments.get("sql") {
+        Some(serde_json::Value::String(sql)) => sql.clone(),
+        _ => format!("{} {}", call.route.tool, call.arguments),
+    }
+}

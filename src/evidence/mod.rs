@@ -3,6 +3,7 @@
 //! A later issue adds evidence ids, compaction for the model and attachments; the
 //! shapes here are what every source produces.
 
+pub mod export;
 pub mod log;
 
 use serde::Serialize;

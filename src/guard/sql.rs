@@ -10,25 +10,39 @@
 //!    comments (`/*+ */`, which can change session settings), Postgres `U&`
 //!    escapes (they can hide a function name), and every place where
 //!    sqlparser's tokenizer could disagree with the server about what is a
-//!    comment or a string (`--`/`/*` glued inside an operator, MySQL `--<tab>`,
-//!    backslashes in MySQL strings whose meaning depends on `sql_mode`, odd
-//!    dollar quotes). If the guard and the server could see different
-//!    statements, the guard's verdict is worthless, so those are refused.
-//! 2. **Statement allow-list.** Exactly one statement; only queries (SELECT,
-//!    WITH … SELECT, set operations, VALUES, TABLE), EXPLAIN without ANALYZE,
-//!    and for MySQL a few SHOW/DESCRIBE forms. Everything else, including
-//!    whatever sqlparser learns to parse in the future, is refused by default.
-//! 3. **Whole-AST walk** (sqlparser's derived `Visit`, so no node type is
+//!    comment or a string (`--`/`/*` glued inside an operator such as `#--`,
+//!    MySQL `--<tab>`, backslashes in MySQL strings whose meaning depends on
+//!    `sql_mode`, odd dollar quotes). If the guard and the server could see
+//!    different statements, the guard's verdict is worthless, so those are
+//!    refused. Stacked statements are refused here (any `;` but one trailing),
+//!    as is any first word other than SELECT/WITH/VALUES/TABLE/EXPLAIN/SHOW/
+//!    DESCRIBE/`(`, and a denied function name followed by `(` anywhere.
+//! 2. **One statement, fully parsed.** The parser must consume the whole
+//!    text as one statement (sqlparser would otherwise stop silently at a
+//!    trailing `END`), and every identifier of the input must still be in the
+//!    re-rendered AST, so the walk below judges all of what the server runs.
+//! 3. **Statement allow-list.** Only queries (SELECT, WITH … SELECT, set
+//!    operations, VALUES, TABLE), EXPLAIN without ANALYZE, and for MySQL a few
+//!    SHOW/DESCRIBE forms. Everything else, including whatever sqlparser learns
+//!    to parse in the future, is refused by default.
+//! 4. **Whole-AST walk** (sqlparser's derived `Visit`, so no node type is
 //!    forgotten): nested data-modifying statements (writable CTEs), `SELECT …
 //!    INTO`, locking clauses, variable assignment, functions, relations.
-//! 4. **Functions: a deny-list.** Legitimate investigation queries use hundreds
+//!    Counters cross-check that every relation, catalog read and oid probe the
+//!    visitor meets was judged in its own SELECT.
+//! 5. **Functions: a deny-list.** Legitimate investigation queries use hundreds
 //!    of built-ins and the squads' own functions, so an allow-list would be
 //!    useless; instead the known families that sleep, lock, write, read files,
 //!    execute SQL text or change session state are refused (for Postgres every
 //!    `pg_*` function except a short allow-list of read-only helpers).
-//! 5. **Relations: an allow-list of schemas.** Every table must resolve to a
+//! 6. **Relations: an allow-list of schemas.** Every table must resolve to a
 //!    granted schema or to an allow-listed catalog relation; per-schema
-//!    catalogs must be filtered to granted schemas (`table_schema = 'app'`).
+//!    catalogs must be filtered to granted schemas (`table_schema = 'app'`,
+//!    `c.relnamespace = 'app'::regnamespace`, or a join to a filtered one).
+//!    Functions and casts that turn an oid into another object's name or
+//!    definition (`pg_get_viewdef`, `::regclass`, `format_type`...) only take
+//!    a literal inside the grant or a column of such a filtered catalog read,
+//!    so `generate_series` cannot enumerate other schemas through them.
 //!
 //! Behind this guard the caller runs the approved text in a READ ONLY
 //! transaction that is always rolled back, with a statement timeout and a row
@@ -44,10 +58,11 @@ use std::fmt::{self, Write as _};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SetExpr,
-    ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition, ShowStatementOptions,
-    Statement, Table, TableFactor, TableWithJoins, UtilityOption, Value, Visit, Visitor,
+    ArrayElemTypeDef, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query,
+    Select, SetExpr, ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition,
+    ShowStatementOptions, Statement, Table, TableFactor, TableWithJoins, UtilityOption, Value,
+    Visit, Visitor,
 };
 use sqlparser::dialect::{
     Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
@@ -212,16 +227,8 @@ fn check_on_this_thread(
             "could not parse SQL for {dialect}: token positions could not be mapped"
         )));
     };
-    let parser_dialect = dialect.parser_dialect();
-    let mut statements = match Parser::parse_sql(parser_dialect.as_ref(), text) {
-        Ok(statements) => statements,
-        Err(e) => return Err(parse_refusal(dialect, &e.to_string(), &lexed.words)),
-    };
-    let statement = match statements.len() {
-        0 => return Err(refuse("empty query")),
-        1 => statements.remove(0),
-        n => return Err(refuse(format!("only one statement per query (found {n})"))),
-    };
+    let statement = parse_one(dialect, text, &lexed.words)?;
+    nothing_dropped(dialect, text, &statement)?;
     let mut guard = Guard::new(dialect, scope);
     let kind = guard.statement(&statement)?;
     Ok(Approved {
@@ -231,15 +238,82 @@ fn check_on_this_thread(
     })
 }
 
+/// Parses exactly one statement and requires the parser to have consumed the
+/// whole text. (sqlparser's `parse_sql` stops silently at an `END` keyword
+/// after a statement, so `SELECT * FROM t END WHERE sleep(5)`, where MySQL
+/// reads END as an alias, would otherwise be judged by its first half.)
+fn parse_one(dialect: Dialect, text: &str, words: &[String]) -> Result<Statement, Refusal> {
+    let parser_dialect = dialect.parser_dialect();
+    let failed = |e: sqlparser::parser::ParserError| parse_refusal(dialect, &e.to_string(), words);
+    let mut parser = Parser::new(parser_dialect.as_ref())
+        .try_with_sql(text)
+        .map_err(failed)?;
+    let statement = parser.parse_statement().map_err(failed)?;
+    let rest = parser.peek_token();
+    if rest.token != Token::EOF {
+        return Err(refuse(format!(
+            "could not parse SQL for {dialect}: unexpected `{}` after the end of the statement",
+            clean(&rest.token.to_string())
+        )));
+    }
+    Ok(statement)
+}
+
+/// Every identifier of the input must survive into the AST: re-rendering the
+/// statement must mention each non-keyword word at least as often as the
+/// input does. This catches parser paths that consume input without keeping
+/// it (the walk can only judge what is in the AST).
+fn nothing_dropped(dialect: Dialect, text: &str, statement: &Statement) -> Result<(), Refusal> {
+    let rendered = statement.to_string();
+    let mut wanted = identifier_words(dialect, text);
+    let mut have = identifier_words(dialect, &rendered);
+    wanted.sort();
+    have.sort();
+    let mut have = have.into_iter().peekable();
+    for word in wanted {
+        loop {
+            match have.peek() {
+                Some(h) if *h < word => {
+                    have.next();
+                }
+                Some(h) if *h == word => {
+                    have.next();
+                    break;
+                }
+                _ => return Err(refuse(format!(
+                    "could not parse SQL for {dialect}: `{}` is not understood in this position",
+                    clean(&word)
+                ))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn identifier_words(dialect: Dialect, text: &str) -> Vec<String> {
+    let parser_dialect = dialect.parser_dialect();
+    let Ok(tokens) = Tokenizer::new(parser_dialect.as_ref(), text).tokenize() else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) if w.quote_style.is_some() => Some(w.value),
+            Token::Word(w) if w.keyword == Keyword::NoKeyword => Some(w.value.to_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Layer 1: raw text and token stream
 // ---------------------------------------------------------------------------
 
 struct Lexed {
     /// Byte range of the statement to run: from the first token that is not
-    /// plain whitespace to the end of the last code token before the optional
-    /// trailing `;`. Trimming by token keeps e.g. a MySQL `-- ` comment from
-    /// losing the space that makes it a comment.
+    /// plain whitespace to the end of the last code or literal token before
+    /// the optional trailing `;`. Trimming by token keeps e.g. a MySQL `-- `
+    /// comment from losing the space that makes it a comment.
     start: usize,
     end: usize,
     /// Upper-cased text of the code tokens, for friendlier parse-error messages.
@@ -334,7 +408,8 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                 if let Token::Placeholder(p) = &token.token {
                     let digits = p.strip_prefix('$');
                     if dialect == Dialect::Postgres
-                        && digits.is_some_and(|d| d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()))
+                        && digits
+                            .is_some_and(|d| d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()))
                     {
                         return Err(refuse(format!(
                             "unexpected `{}`: only $1-style parameters and $tag$ quotes are allowed",
@@ -369,6 +444,22 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
     if code.iter().all(|(semi, _)| *semi) {
         return Err(refuse("empty query"));
     }
+
+    // Second net under the AST walk: a denied name directly followed by `(`
+    // is refused even if the parser were to drop or misfile the call.
+    let mut significant = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| classify(t) != TokenClass::Trivia)
+        .peekable();
+    while let Some(token) = significant.next() {
+        if let (Token::Word(w), Some(Token::LParen)) = (token, significant.peek()) {
+            let name = w.value.to_lowercase();
+            if function_denied(&name) {
+                return Err(refuse(format!("function {} is not allowed", clean(&name))));
+            }
+        }
+    }
     let semicolons: Vec<usize> = code
         .iter()
         .enumerate()
@@ -388,9 +479,11 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                     statements += 1;
                 }
             }
+            if statements <= 1 {
+                return Err(refuse("only one statement per query: remove the extra `;`"));
+            }
             return Err(refuse(format!(
-                "only one statement per query (found {})",
-                statements.max(2)
+                "only one statement per query (found {statements})"
             )));
         }
     }
@@ -415,12 +508,12 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
         )
     {
         let shown = if first_token_is_quoted || first.is_empty() {
-            "this statement".to_owned()
+            "this statement is".to_owned()
         } else {
-            format!("{} statements", clean(first))
+            format!("{} statements are", clean(first))
         };
         return Err(refuse(format!(
-            "{shown} are not allowed: only read-only queries (SELECT, WITH ... SELECT, VALUES, TABLE, EXPLAIN, SHOW) are accepted"
+            "{shown} not allowed: only read-only queries (SELECT, WITH ... SELECT, VALUES, TABLE, EXPLAIN, SHOW) are accepted"
         )));
     }
 
@@ -535,15 +628,25 @@ fn parse_refusal(dialect: Dialect, message: &str, words: &[String]) -> Refusal {
             return refuse(format!("locking clause {clause} is not allowed"));
         }
     }
+    if words.first().is_some_and(|w| w == "EXPLAIN")
+        && words.iter().any(|w| w == "ANALYZE" || w == "ANALYSE")
+    {
+        return explain_analyze();
+    }
     if has(&["INTO", "OUTFILE"]) || has(&["INTO", "DUMPFILE"]) {
         return refuse("SELECT ... INTO OUTFILE/DUMPFILE writes files and is not allowed");
     }
-    let message = message.strip_prefix("sql parser error: ").unwrap_or(message);
-    refuse(format!("could not parse SQL for {dialect}: {}", clean(message)))
+    let message = message
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(message);
+    refuse(format!(
+        "could not parse SQL for {dialect}: {}",
+        clean(message)
+    ))
 }
 
 // ---------------------------------------------------------------------------
-// Layers 2-5: statement allow-list and AST walk
+// Statement allow-list and AST walk
 // ---------------------------------------------------------------------------
 
 struct Guard<'s> {
@@ -560,6 +663,10 @@ struct Guard<'s> {
     /// filter was checked by the SELECT they belong to.
     catalog_seen: usize,
     catalog_checked: usize,
+    /// Oid probes (see `probe`) found anywhere vs those checked against the
+    /// FROM clause of the SELECT they belong to.
+    probes_seen: usize,
+    probes_checked: usize,
 }
 
 impl<'s> Guard<'s> {
@@ -573,6 +680,8 @@ impl<'s> Guard<'s> {
             relations_resolved: 0,
             catalog_seen: 0,
             catalog_checked: 0,
+            probes_seen: 0,
+            probes_checked: 0,
         }
     }
 
@@ -648,10 +757,16 @@ impl<'s> Guard<'s> {
                 self.show_index(variable)?;
                 Ok(StatementKind::Show)
             }
-            other => Err(refuse(format!(
-                "{} statements are not allowed: only read-only queries (SELECT, WITH ... SELECT, VALUES, TABLE, EXPLAIN, SHOW) are accepted",
-                statement_label(other)
-            ))),
+            other => {
+                let label = statement_label(other);
+                if label.starts_with("SHOW") {
+                    Err(refuse(format!("{label} is not allowed; {SHOW_ALLOWED}")))
+                } else {
+                    Err(refuse(format!(
+                        "{label} statements are not allowed: only read-only queries (SELECT, WITH ... SELECT, VALUES, TABLE, EXPLAIN, SHOW) are accepted"
+                    )))
+                }
+            }
         }
     }
 
@@ -665,6 +780,11 @@ impl<'s> Guard<'s> {
         if self.catalog_seen != self.catalog_checked {
             return Err(refuse(
                 "a catalog relation in an unsupported position; read it directly in a FROM clause with a schema filter",
+            ));
+        }
+        if self.probes_seen != self.probes_checked {
+            return Err(refuse(
+                "oid/regclass lookups are only allowed in the SELECT list, WHERE or ORDER BY of the query that reads the schema-filtered catalog",
             ));
         }
         Ok(())
@@ -716,12 +836,19 @@ impl<'s> Guard<'s> {
                 "FOR XML/JSON, SETTINGS, FORMAT and pipe clauses are not allowed",
             ));
         }
-        self.set_expr(&query.body)
+        if let SetExpr::Select(select) = query.body.as_ref() {
+            // ORDER BY / LIMIT of a plain SELECT see that SELECT's FROM items.
+            let context = self.select(select)?;
+            self.probe_scan(&query.order_by, &context)?;
+            self.probe_scan(&query.limit_clause, &context)
+        } else {
+            self.set_expr(&query.body)
+        }
     }
 
     fn set_expr(&mut self, body: &SetExpr) -> Result<(), Refusal> {
         match body {
-            SetExpr::Select(select) => self.select(select),
+            SetExpr::Select(select) => self.select(select).map(|_| ()),
             // Checked when the visitor enters that query.
             SetExpr::Query(_) => Ok(()),
             SetExpr::SetOperation { left, right, .. } => {
@@ -757,13 +884,73 @@ impl<'s> Guard<'s> {
         }
     }
 
-    fn select(&mut self, select: &Select) -> Result<(), Refusal> {
+    fn select(&mut self, select: &Select) -> Result<SelectContext, Refusal> {
         if select.into.is_some() {
             return Err(refuse(
                 "SELECT ... INTO is not allowed (it creates a table or writes variables/files)",
             ));
         }
-        self.catalog_filters(select)
+        let context = self.catalog_filters(select)?;
+        self.probe_scan(select, &context)?;
+        Ok(context)
+    }
+
+    /// Checks the oid probes of `node` that belong to the SELECT described by
+    /// `context` (those not inside a nested query).
+    fn probe_scan<T: Visit>(&mut self, node: &T, context: &SelectContext) -> Result<(), Refusal> {
+        let mut finder = ProbeFinder {
+            guard: &*self,
+            context,
+            depth: 0,
+            checked: 0,
+        };
+        if let ControlFlow::Break(refusal) = node.visit(&mut finder) {
+            return Err(refusal);
+        }
+        let checked = finder.checked;
+        self.probes_checked += checked;
+        Ok(())
+    }
+
+    /// An oid probe's argument must be a literal naming something inside the
+    /// grant, or a column of a schema-filtered catalog relation of the same
+    /// SELECT: anything else (a number, `generate_series(...)`, a subquery)
+    /// could enumerate other schemas' objects.
+    fn check_probe(&self, probe: &Probe<'_>, context: &SelectContext) -> Result<(), Refusal> {
+        for arg in &probe.args {
+            let value = match arg {
+                ProbeArg::Value(value) => Some(*value),
+                ProbeArg::Expr(expr) => match strip_casts(expr) {
+                    Expr::Value(v) => Some(&v.value),
+                    inner if context.is_catalog_column(inner) => None,
+                    _ => {
+                        return Err(refuse(format!(
+                            "{}: pass an oid column of a schema-filtered catalog relation (e.g. c.oid) or a 'schema.name' literal",
+                            probe.label
+                        )))
+                    }
+                },
+            };
+            match value {
+                None | Some(Value::Null) => {}
+                Some(Value::Number(..)) => {
+                    return Err(refuse(format!(
+                        "{}: pass a name or an oid column of a schema-filtered catalog relation, not a numeric oid",
+                        probe.label
+                    )))
+                }
+                Some(other) => match value_string(other) {
+                    Some(text) => self.relation_literal(text, probe.kind, &probe.label)?,
+                    None => {
+                        return Err(refuse(format!(
+                            "{}: unsupported literal",
+                            probe.label
+                        )))
+                    }
+                },
+            }
+        }
+        Ok(())
     }
 
     // -- relations -----------------------------------------------------------
@@ -823,7 +1010,11 @@ impl<'s> Guard<'s> {
             Dialect::Sqlite if table.starts_with("sqlite_") => self.catalog("main", table),
             Dialect::Sqlite if table.starts_with("pragma_") => Err(pragma_as_table(table)),
             Dialect::Postgres | Dialect::MySql | Dialect::Sqlite => {
-                if self.ctes.iter().any(|level| level.iter().any(|c| c == table)) {
+                if self
+                    .ctes
+                    .iter()
+                    .any(|level| level.iter().any(|c| c == table))
+                {
                     Ok(Resolved::Cte)
                 } else if self.scope.grants(&self.scope.default_schema) {
                     Ok(Resolved::User)
@@ -846,9 +1037,9 @@ impl<'s> Guard<'s> {
             },
             Dialect::MySql => match schema {
                 "information_schema" => self.catalog(schema, table),
-                "mysql" | "performance_schema" | "sys" => Err(refuse(format!(
-                    "system schema `{schema}` is not allowed"
-                ))),
+                "mysql" | "performance_schema" | "sys" => {
+                    Err(refuse(format!("system schema `{schema}` is not allowed")))
+                }
                 _ => self.granted_user(schema),
             },
             Dialect::Sqlite => match schema {
@@ -957,7 +1148,7 @@ impl<'s> Guard<'s> {
         if !is_index {
             let what = words.first().map(|w| clean(&w.value)).unwrap_or_default();
             return Err(refuse(format!(
-                "SHOW {what} is not allowed; allowed: SHOW TABLES, SHOW COLUMNS, SHOW INDEX, SHOW CREATE TABLE, DESCRIBE"
+                "SHOW {what} is not allowed; {SHOW_ALLOWED}"
             )));
         }
         let rest = words.get(2..).unwrap_or_default();
@@ -1021,19 +1212,17 @@ impl<'s> Guard<'s> {
     }
 
     fn function(&mut self, function: &Function) -> Result<(), Refusal> {
-        let name = self.function_name(&function.name)?;
-        if let Some(kind) = relation_arg_kind(&name) {
-            if let FunctionArguments::List(list) = &function.args {
-                if let Some(first) = list.args.first().and_then(arg_expr) {
-                    self.relation_literal_arg(first, kind, &name)?;
-                }
-            }
-        }
-        Ok(())
+        self.function_name(&function.name).map(|_| ())
     }
 
     fn table_function(&mut self, name: &ObjectName, args: &[FunctionArg]) -> Result<(), Refusal> {
         let fname = self.function_name(name)?;
+        if probe_function(&fname).is_some() {
+            return Err(refuse(format!(
+                "call {} in the SELECT list, not in FROM",
+                clean(&fname)
+            )));
+        }
         if fname.starts_with("pragma_") {
             if !SQLITE_PRAGMA_FUNCTIONS.contains(&fname.as_str()) {
                 return Err(refuse(format!(
@@ -1056,35 +1245,6 @@ impl<'s> Guard<'s> {
                 }
             }
             self.reads_catalog = true;
-        }
-        Ok(())
-    }
-
-    /// First argument of relation-introspection functions and `::regclass`-style
-    /// casts: a literal naming a relation must stay inside the grant, and a
-    /// numeric oid literal could point anywhere.
-    fn relation_literal_arg(
-        &self,
-        arg: &Expr,
-        kind: RelKind,
-        context: &str,
-    ) -> Result<(), Refusal> {
-        let inner = strip_casts(arg);
-        if let Expr::Value(v) = inner {
-            return match &v.value {
-                Value::Number(..) => Err(refuse(format!(
-                    "{context}: pass a relation name or an oid column from a filtered catalog read, not a numeric oid"
-                ))),
-                value => match value_string(value) {
-                    Some(text) => self.relation_literal(text, kind, context),
-                    None => Ok(()),
-                },
-            };
-        }
-        if is_constant(inner) {
-            return Err(refuse(format!(
-                "{context}: use a plain string literal or a catalog column, not a computed name"
-            )));
         }
         Ok(())
     }
@@ -1112,32 +1272,40 @@ impl<'s> Guard<'s> {
         }
     }
 
-    fn cast(&mut self, data_type: &DataType, expr: &Expr) -> Result<(), Refusal> {
-        let kind = match data_type {
-            DataType::Regclass => Some(RelKind::Relation),
+    /// A type named with a schema must come from the grant (its input
+    /// function runs on the cast).
+    fn data_type(&self, data_type: &DataType) -> Result<(), Refusal> {
+        match data_type {
             DataType::Custom(name, _) => {
                 let parts = idents(name)?;
-                if let [schema, _] = parts.as_slice() {
-                    let schema = schema.value.to_lowercase();
-                    if schema != "pg_catalog" && !self.scope.grants(&schema) {
-                        return Err(self.outside_grant(&schema));
+                match parts.as_slice() {
+                    [_] => Ok(()),
+                    [schema, _] => {
+                        let schema = schema.value.to_lowercase();
+                        if schema == "pg_catalog" || self.scope.grants(&schema) {
+                            Ok(())
+                        } else {
+                            Err(self.outside_grant(&schema))
+                        }
                     }
-                } else if parts.len() > 2 {
-                    return Err(refuse("type names with more than two parts are not allowed"));
+                    _ => Err(refuse(
+                        "type names with more than two parts are not allowed",
+                    )),
                 }
-                parts
-                    .last()
-                    .and_then(|last| reg_type_kind(&last.value.to_lowercase()))
             }
-            _ => None,
-        };
-        match kind {
-            Some(kind) => self.relation_literal_arg(expr, kind, "reg* cast"),
-            None => Ok(()),
+            DataType::Array(
+                ArrayElemTypeDef::AngleBracket(inner)
+                | ArrayElemTypeDef::SquareBracket(inner, _)
+                | ArrayElemTypeDef::Parenthesis(inner),
+            ) => self.data_type(inner),
+            _ => Ok(()),
         }
     }
 
     fn expr(&mut self, expr: &Expr) -> Result<(), Refusal> {
+        if probe(expr).is_some() {
+            self.probes_seen += 1;
+        }
         match expr {
             Expr::Function(function) => self.function(function),
             Expr::BinaryOp { op, .. } => match op {
@@ -1154,13 +1322,14 @@ impl<'s> Guard<'s> {
                             Err(self.outside_grant(&schema))
                         }
                     }
-                    _ => Err(refuse("operator names with more than two parts are not allowed")),
+                    _ => Err(refuse(
+                        "operator names with more than two parts are not allowed",
+                    )),
                 },
                 _ => Ok(()),
             },
-            Expr::Cast {
-                data_type, expr, ..
-            } => self.cast(data_type, expr),
+            Expr::Cast { data_type, .. } => self.data_type(data_type),
+            Expr::TypedString(typed) => self.data_type(&typed.data_type),
             _ => Ok(()),
         }
     }
@@ -1170,14 +1339,18 @@ impl<'s> Guard<'s> {
     /// Every filter-requiring catalog relation in this SELECT's FROM must be
     /// restricted to granted schemas by a top-level AND-conjunct of WHERE or
     /// of an ON clause that is guaranteed to hold for its rows.
-    fn catalog_filters(&mut self, select: &Select) -> Result<(), Refusal> {
+    fn catalog_filters(&mut self, select: &Select) -> Result<SelectContext, Refusal> {
         let mut items = Vec::new();
         let mut conjuncts = Vec::new();
+        let mut only_catalog = true;
         for from in &select.from {
-            self.collect_from(from, &mut items, &mut conjuncts)?;
+            self.collect_from(from, &mut items, &mut conjuncts, &mut only_catalog)?;
         }
         if items.is_empty() {
-            return Ok(());
+            return Ok(SelectContext {
+                items,
+                only_catalog: false,
+            });
         }
         if items.len() > MAX_CATALOG_ITEMS {
             return Err(refuse(format!(
@@ -1200,7 +1373,10 @@ impl<'s> Guard<'s> {
         }
         match items.iter().find(|item| !item.filtered) {
             Some(item) => Err(self.unfiltered(item.def, &item.alias)),
-            None => Ok(()),
+            None => Ok(SelectContext {
+                items,
+                only_catalog,
+            }),
         }
     }
 
@@ -1208,7 +1384,7 @@ impl<'s> Guard<'s> {
         let schema = clean(&self.scope.default_schema);
         let example = if let Some(col) = def.schema_cols.first() {
             format!("{col} = '{schema}'")
-        } else if let Some((col, target)) = def.links.first() {
+        } else if let Some((col, target, _)) = def.links.first() {
             let alias = clean(alias);
             match target {
                 OidOf::Namespace => format!(
@@ -1217,7 +1393,10 @@ impl<'s> Guard<'s> {
                 OidOf::Type => format!(
                     "JOIN pg_type t ON t.oid = {alias}.{col} WHERE t.typnamespace = '{schema}'::regnamespace"
                 ),
-                OidOf::Class | OidOf::Proc | OidOf::Constraint | OidOf::Any => format!(
+                OidOf::Class => format!(
+                    "{alias}.{col} = '{schema}.orders'::regclass, or JOIN pg_class c ON c.oid = {alias}.{col} WHERE c.relnamespace = '{schema}'::regnamespace"
+                ),
+                OidOf::Proc | OidOf::Constraint | OidOf::Any => format!(
                     "JOIN pg_class c ON c.oid = {alias}.{col} WHERE c.relnamespace = '{schema}'::regnamespace"
                 ),
             }
@@ -1235,12 +1414,13 @@ impl<'s> Guard<'s> {
         from: &'q TableWithJoins,
         items: &mut Vec<CatItem>,
         conjuncts: &mut Vec<(&'q Expr, Scope)>,
+        only_catalog: &mut bool,
     ) -> Result<(), Refusal> {
         let first = items.len();
-        self.collect_factor(&from.relation, items, conjuncts)?;
+        self.collect_factor(&from.relation, items, conjuncts, only_catalog)?;
         for join in &from.joins {
             let before = items.len();
-            self.collect_factor(&join.relation, items, conjuncts)?;
+            self.collect_factor(&join.relation, items, conjuncts, only_catalog)?;
             let after = items.len();
             // An ON conjunct holds for every output row in which the relations
             // on the non-preserved side are present.
@@ -1269,6 +1449,7 @@ impl<'s> Guard<'s> {
         factor: &'q TableFactor,
         items: &mut Vec<CatItem>,
         conjuncts: &mut Vec<(&'q Expr, Scope)>,
+        only_catalog: &mut bool,
     ) -> Result<(), Refusal> {
         match factor {
             TableFactor::Table {
@@ -1277,7 +1458,11 @@ impl<'s> Guard<'s> {
                 args: None,
                 ..
             } => {
-                if let Resolved::Catalog(def) = self.resolve(name)? {
+                let resolved = self.resolve(name)?;
+                if !matches!(resolved, Resolved::Catalog(_)) {
+                    *only_catalog = false;
+                }
+                if let Resolved::Catalog(def) = resolved {
                     let alias = match alias {
                         Some(alias) => alias.name.value.to_lowercase(),
                         None => def.name.to_owned(),
@@ -1295,8 +1480,11 @@ impl<'s> Guard<'s> {
             }
             TableFactor::NestedJoin {
                 table_with_joins, ..
-            } => self.collect_from(table_with_joins, items, conjuncts),
-            _ => Ok(()),
+            } => self.collect_from(table_with_joins, items, conjuncts, only_catalog),
+            _ => {
+                *only_catalog = false;
+                Ok(())
+            }
         }
     }
 
@@ -1369,7 +1557,9 @@ impl<'s> Guard<'s> {
             let def = items[index].def;
             let schema_col = def.schema_cols.contains(&col.col.as_str());
             let namespace_col = def.is_namespace_oid_col(&col.col);
-            if !schema_col && !namespace_col {
+            let object_col = def.object_oid_col(&col.col, OidOf::Class)
+                || def.object_oid_col(&col.col, OidOf::Type);
+            if !schema_col && !namespace_col && !object_col {
                 continue;
             }
             let mut all_granted = !values.is_empty();
@@ -1386,8 +1576,11 @@ impl<'s> Guard<'s> {
                         }
                     }
                     FilterValue::Current if schema_col => {}
+                    FilterValue::Object(kind) if def.object_oid_col(&col.col, kind) => {}
+                    FilterValue::Foreign(s) => return Err(self.outside_grant(&s)),
                     FilterValue::Schema(_)
                     | FilterValue::Namespace(_)
+                    | FilterValue::Object(_)
                     | FilterValue::Current
                     | FilterValue::Other => all_granted = false,
                 }
@@ -1440,25 +1633,42 @@ impl<'s> Guard<'s> {
             }
             Expr::Cast {
                 expr, data_type, ..
-            } => {
-                let is_regnamespace = match data_type {
-                    DataType::Custom(name, _) => idents(name).is_ok_and(|parts| {
-                        parts
+            } if self.dialect == Dialect::Postgres => {
+                let type_name = match data_type {
+                    DataType::Regclass => "regclass".to_owned(),
+                    DataType::Custom(name, _) => match idents(name) {
+                        Ok(parts) => parts
                             .last()
-                            .is_some_and(|p| p.value.eq_ignore_ascii_case("regnamespace"))
-                    }),
+                            .map(|p| p.value.to_lowercase())
+                            .unwrap_or_default(),
+                        Err(_) => return FilterValue::Other,
+                    },
+                    _ => return FilterValue::Other,
+                };
+                let literal = match strip_nested(expr) {
+                    Expr::Value(v) => match &v.value {
+                        Value::SingleQuotedString(s) => s.trim(),
+                        _ => return FilterValue::Other,
+                    },
+                    _ => return FilterValue::Other,
+                };
+                let Some(parts) = split_qualified(literal) else {
+                    return FilterValue::Other;
+                };
+                let in_grant = match parts.as_slice() {
+                    [_] => true,
+                    [schema, _] if schema == "pg_catalog" || self.scope.grants(schema) => true,
+                    [schema, _] => return FilterValue::Foreign(schema.clone()),
                     _ => false,
                 };
-                match (is_regnamespace, strip_nested(expr)) {
-                    (true, Expr::Value(v)) => match &v.value {
-                        Value::SingleQuotedString(s) => match split_qualified(s.trim()) {
-                            Some(parts) if parts.len() == 1 => {
-                                FilterValue::Namespace(parts.concat())
-                            }
-                            _ => FilterValue::Other,
-                        },
-                        _ => FilterValue::Other,
-                    },
+                match (type_name.as_str(), parts.as_slice()) {
+                    ("regnamespace", [schema]) => FilterValue::Namespace(schema.clone()),
+                    ("regclass", _) if in_grant && !literal.bytes().all(|b| b.is_ascii_digit()) => {
+                        FilterValue::Object(OidOf::Class)
+                    }
+                    ("regtype", _) if in_grant && !literal.bytes().all(|b| b.is_ascii_digit()) => {
+                        FilterValue::Object(OidOf::Type)
+                    }
                     _ => FilterValue::Other,
                 }
             }
@@ -1505,6 +1715,9 @@ fn flow(result: Result<(), Refusal>) -> ControlFlow<Refusal> {
         Err(refusal) => ControlFlow::Break(refusal),
     }
 }
+
+const SHOW_ALLOWED: &str =
+    "allowed (MySQL): SHOW TABLES, SHOW COLUMNS, SHOW INDEX, SHOW CREATE TABLE/VIEW, DESCRIBE";
 
 fn nested_dml(kind: &str) -> Refusal {
     refuse(format!(
@@ -1567,9 +1780,10 @@ fn dml_kind(body: &SetExpr) -> Option<&'static str> {
         SetExpr::Delete(_) => Some("DELETE"),
         SetExpr::Merge(_) => Some("MERGE"),
         SetExpr::Query(query) => dml_kind(&query.body),
-        SetExpr::Select(_) | SetExpr::SetOperation { .. } | SetExpr::Values(_) | SetExpr::Table(_) => {
-            None
-        }
+        SetExpr::Select(_)
+        | SetExpr::SetOperation { .. }
+        | SetExpr::Values(_)
+        | SetExpr::Table(_) => None,
     }
 }
 
@@ -1685,27 +1899,6 @@ fn strip_casts(mut expr: &Expr) -> &Expr {
     }
 }
 
-/// True when `expr` is built only from literals (so a name could be assembled
-/// out of sight of the literal checks).
-fn is_constant(expr: &Expr) -> bool {
-    match strip_casts(expr) {
-        Expr::Value(_) => true,
-        Expr::BinaryOp { left, right, .. } => is_constant(left) && is_constant(right),
-        Expr::Function(f) => match &f.args {
-            FunctionArguments::None => false,
-            FunctionArguments::Subquery(_) => false,
-            FunctionArguments::List(list) => {
-                !list.args.is_empty()
-                    && list
-                        .args
-                        .iter()
-                        .all(|a| arg_expr(a).is_some_and(is_constant))
-            }
-        },
-        _ => false,
-    }
-}
-
 /// Splits `schema.name` / `"Schema"."name"` (as used in regclass literals);
 /// unquoted parts are lower-cased. None when malformed.
 fn split_qualified(text: &str) -> Option<Vec<String>> {
@@ -1768,9 +1961,140 @@ fn is_current_schemas_false(expr: &Expr) -> bool {
     };
     named
         && list.args.len() == 1
-        && list.args.first().and_then(arg_expr).is_some_and(|a| {
-            matches!(strip_nested(a), Expr::Value(v) if v.value == Value::Boolean(false))
-        })
+        && list.args.first().and_then(arg_expr).is_some_and(
+            |a| matches!(strip_nested(a), Expr::Value(v) if v.value == Value::Boolean(false)),
+        )
+}
+
+// ---------------------------------------------------------------------------
+// Oid probes
+// ---------------------------------------------------------------------------
+
+/// The FROM side of one SELECT, as far as oid probes care.
+struct SelectContext {
+    items: Vec<CatItem>,
+    /// Every FROM item is a catalog relation (so an unqualified column is one
+    /// of theirs).
+    only_catalog: bool,
+}
+
+impl SelectContext {
+    fn is_catalog_column(&self, expr: &Expr) -> bool {
+        let Some(col) = col_ref(expr) else {
+            return false;
+        };
+        match &col.qualifier {
+            Some(q) => self.items.iter().any(|it| it.alias == *q && it.filtered),
+            None => {
+                self.only_catalog
+                    && !self.items.is_empty()
+                    && self.items.iter().all(|it| it.filtered)
+            }
+        }
+    }
+}
+
+enum ProbeArg<'e> {
+    Expr(&'e Expr),
+    Value(&'e Value),
+}
+
+/// A function or cast that turns an oid or a name into facts about *any*
+/// object of the cluster (definitions, sizes, names): `pg_get_viewdef(x)`,
+/// `x::regclass`, `format_type(x, ...)`. Fed with `generate_series(...)`
+/// they would enumerate other squads' schemas, so their arguments are checked
+/// against the SELECT they appear in.
+struct Probe<'e> {
+    label: String,
+    kind: RelKind,
+    args: Vec<ProbeArg<'e>>,
+}
+
+fn probe(expr: &Expr) -> Option<Probe<'_>> {
+    match expr {
+        Expr::Function(f) => {
+            let parts = idents(&f.name).ok()?;
+            let name = parts.last()?.value.to_lowercase();
+            let (kind, arg_count) = probe_function(&name)?;
+            let args = match &f.args {
+                FunctionArguments::List(list) => list
+                    .args
+                    .iter()
+                    .take(arg_count)
+                    .filter_map(arg_expr)
+                    .map(ProbeArg::Expr)
+                    .collect(),
+                FunctionArguments::None | FunctionArguments::Subquery(_) => Vec::new(),
+            };
+            Some(Probe {
+                label: clean(&name),
+                kind,
+                args,
+            })
+        }
+        Expr::Cast {
+            data_type, expr, ..
+        } => Some(Probe {
+            label: "reg* cast".to_owned(),
+            kind: reg_kind_of(data_type)?,
+            args: vec![ProbeArg::Expr(expr)],
+        }),
+        Expr::TypedString(typed) => Some(Probe {
+            label: "reg* literal".to_owned(),
+            kind: reg_kind_of(&typed.data_type)?,
+            args: vec![ProbeArg::Value(&typed.value.value)],
+        }),
+        _ => None,
+    }
+}
+
+fn reg_kind_of(data_type: &DataType) -> Option<RelKind> {
+    match data_type {
+        DataType::Regclass => Some(RelKind::Relation),
+        DataType::Custom(name, _) => name
+            .0
+            .last()
+            .and_then(ObjectNamePart::as_ident)
+            .and_then(|ident| reg_type_kind(&ident.value.to_lowercase())),
+        DataType::Array(
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner),
+        ) => reg_kind_of(inner),
+        _ => None,
+    }
+}
+
+/// Checks the probes of one SELECT; nested queries have their own context.
+struct ProbeFinder<'g, 's> {
+    guard: &'g Guard<'s>,
+    context: &'g SelectContext,
+    depth: usize,
+    checked: usize,
+}
+
+impl Visitor for ProbeFinder<'_, '_> {
+    type Break = Refusal;
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<Refusal> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<Refusal> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
+        if self.depth == 0 {
+            if let Some(found) = probe(expr) {
+                flow(self.guard.check_probe(&found, self.context))?;
+                self.checked += 1;
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1817,6 +2141,10 @@ enum FilterValue {
     Schema(String),
     /// `'x'::regnamespace`.
     Namespace(String),
+    /// `'name'::regclass` / `'name'::regtype` naming an object inside the grant.
+    Object(OidOf),
+    /// A reg* literal qualified with a schema outside the grant.
+    Foreign(String),
     /// current_schema() / DATABASE(): the caller points these at a granted schema.
     Current,
     Other,
@@ -1875,17 +2203,25 @@ fn link(a: &ColRef, b: &ColRef, scope: Scope, items: &mut [CatItem]) -> bool {
             let schema_to_schema = def_a.schema_cols.contains(&a.col.as_str())
                 && other.def.schema_cols.contains(&b.col.as_str());
             let oid_link = b.col == "oid"
-                && def_a.links.iter().any(|(col, target)| {
+                && def_a.links.iter().any(|(col, target, _)| {
                     *col == a.col
                         && other
                             .def
                             .oid
                             .is_some_and(|kind| *target == OidOf::Any || kind == *target)
                 });
+            // `i.oid = x.indexrelid` with x filtered: the index x points at
+            // lives in x's schema.
+            let reverse_link = a.col == "oid"
+                && other.def.links.iter().any(|(col, target, same_schema)| {
+                    *col == b.col && *same_schema && def_a.oid == Some(*target)
+                });
             // A self-join on the same kind of object: `c2.oid = c.oid`.
-            let same_object =
-                a.col == "oid" && b.col == "oid" && def_a.oid.is_some() && def_a.oid == other.def.oid;
-            schema_to_schema || oid_link || same_object
+            let same_object = a.col == "oid"
+                && b.col == "oid"
+                && def_a.oid.is_some()
+                && def_a.oid == other.def.oid;
+            schema_to_schema || oid_link || reverse_link || same_object
         });
         if joined {
             items[i].filtered = true;
@@ -1935,8 +2271,10 @@ struct CatalogDef {
     name: &'static str,
     /// Columns holding a schema name.
     schema_cols: &'static [&'static str],
-    /// Columns holding the oid of another catalog row.
-    links: &'static [(&'static str, OidOf)],
+    /// Columns holding the oid of another catalog row, and whether that row
+    /// always lives in the same schema as this one (an index and its table do;
+    /// a child table and its inheritance parent need not).
+    links: &'static [(&'static str, OidOf, bool)],
     /// What this relation's own `oid` column identifies.
     oid: Option<OidOf>,
     /// Whether reads must be filtered to granted schemas.
@@ -1946,7 +2284,7 @@ struct CatalogDef {
 impl CatalogDef {
     fn has_col(&self, col: &str) -> bool {
         self.schema_cols.contains(&col)
-            || self.links.iter().any(|(c, _)| *c == col)
+            || self.links.iter().any(|(c, _, _)| *c == col)
             || (col == "oid" && self.oid.is_some())
     }
 
@@ -1954,8 +2292,17 @@ impl CatalogDef {
     fn is_namespace_oid_col(&self, col: &str) -> bool {
         self.links
             .iter()
-            .any(|(c, target)| *c == col && *target == OidOf::Namespace)
+            .any(|(c, target, _)| *c == col && *target == OidOf::Namespace)
             || (col == "oid" && self.oid == Some(OidOf::Namespace))
+    }
+
+    /// Columns that can be compared to `'schema.name'::regclass` (or regtype):
+    /// they identify one object, which the literal check keeps in the grant.
+    fn object_oid_col(&self, col: &str, kind: OidOf) -> bool {
+        self.links
+            .iter()
+            .any(|(c, target, _)| *c == col && *target == kind)
+            || (col == "oid" && self.oid == Some(kind))
     }
 }
 
@@ -1973,7 +2320,7 @@ const fn info(name: &'static str, schema_cols: &'static [&'static str]) -> Catal
 const fn pg(
     name: &'static str,
     schema_cols: &'static [&'static str],
-    links: &'static [(&'static str, OidOf)],
+    links: &'static [(&'static str, OidOf, bool)],
     oid: Option<OidOf>,
 ) -> CatalogDef {
     CatalogDef {
@@ -2029,45 +2376,72 @@ static PG_CATALOGS: &[CatalogDef] = &[
     pg(
         "pg_class",
         &[],
-        &[("relnamespace", OidOf::Namespace)],
+        &[("relnamespace", OidOf::Namespace, true)],
         Some(OidOf::Class),
     ),
     pg(
         "pg_type",
         &[],
-        &[("typnamespace", OidOf::Namespace), ("typrelid", OidOf::Class)],
+        &[
+            ("typnamespace", OidOf::Namespace, true),
+            ("typrelid", OidOf::Class, true),
+        ],
         Some(OidOf::Type),
     ),
     pg(
         "pg_proc",
         &[],
-        &[("pronamespace", OidOf::Namespace)],
+        &[("pronamespace", OidOf::Namespace, true)],
         Some(OidOf::Proc),
     ),
     pg(
         "pg_constraint",
         &[],
-        &[("connamespace", OidOf::Namespace), ("conrelid", OidOf::Class)],
+        &[
+            ("connamespace", OidOf::Namespace, true),
+            ("conrelid", OidOf::Class, true),
+        ],
         Some(OidOf::Constraint),
     ),
-    pg("pg_attribute", &[], &[("attrelid", OidOf::Class)], None),
+    pg(
+        "pg_attribute",
+        &[],
+        &[("attrelid", OidOf::Class, true)],
+        None,
+    ),
     pg(
         "pg_index",
         &[],
-        &[("indrelid", OidOf::Class), ("indexrelid", OidOf::Class)],
+        &[
+            ("indrelid", OidOf::Class, true),
+            ("indexrelid", OidOf::Class, true),
+        ],
         None,
     ),
-    pg("pg_attrdef", &[], &[("adrelid", OidOf::Class)], None),
-    pg("pg_description", &[], &[("objoid", OidOf::Any)], None),
+    pg("pg_attrdef", &[], &[("adrelid", OidOf::Class, true)], None),
+    pg(
+        "pg_description",
+        &[],
+        &[("objoid", OidOf::Any, false)],
+        None,
+    ),
     pg(
         "pg_inherits",
         &[],
-        &[("inhrelid", OidOf::Class), ("inhparent", OidOf::Class)],
+        &[
+            ("inhrelid", OidOf::Class, false),
+            ("inhparent", OidOf::Class, false),
+        ],
         None,
     ),
-    pg("pg_enum", &[], &[("enumtypid", OidOf::Type)], None),
-    pg("pg_trigger", &[], &[("tgrelid", OidOf::Class)], None),
-    pg("pg_sequence", &[], &[("seqrelid", OidOf::Class)], None),
+    pg("pg_enum", &[], &[("enumtypid", OidOf::Type, true)], None),
+    pg("pg_trigger", &[], &[("tgrelid", OidOf::Class, true)], None),
+    pg(
+        "pg_sequence",
+        &[],
+        &[("seqrelid", OidOf::Class, true)],
+        None,
+    ),
     pg("pg_indexes", SCHEMANAME, &[], None),
     pg("pg_tables", SCHEMANAME, &[], None),
     pg("pg_views", SCHEMANAME, &[], None),
@@ -2254,6 +2628,30 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "sqlite_dbpage",
     "sqlite_dbdata",
     "sqlite_dbptr",
+    // Postgres reg* I/O functions: oid <-> name for any object.
+    "regclassin",
+    "regclassout",
+    "regtypein",
+    "regtypeout",
+    "regprocin",
+    "regprocout",
+    "regprocedurein",
+    "regprocedureout",
+    "regoperin",
+    "regoperout",
+    "regoperatorin",
+    "regoperatorout",
+    "regnamespacein",
+    "regnamespaceout",
+    "regrolein",
+    "regroleout",
+    "regcollationin",
+    "regcollationout",
+    "regconfigin",
+    "regconfigout",
+    "regdictionaryin",
+    "regdictionaryout",
+    "shobj_description",
     // Other engines' escape hatches, in case a driver passes them through.
     "xp_cmdshell",
     "openrowset",
@@ -2263,32 +2661,32 @@ const DENIED_FUNCTIONS: &[&str] = &[
 
 /// Name prefixes refused in every dialect.
 const DENIED_PREFIXES: &[&str] = &[
-    "lo_",            // Postgres large objects: server file import/export
-    "dblink",         // remote connections, remote SQL
-    "postgres_fdw",   // foreign server connections
+    "lo_",             // Postgres large objects: server file import/export
+    "dblink",          // remote connections, remote SQL
+    "postgres_fdw",    // foreign server connections
     "binary_upgrade_", // catalog surgery
-    "query_to_xml",   // these execute SQL text or dump whole tables/schemas
+    "query_to_xml",    // these execute SQL text or dump whole tables/schemas
     "query_to_json",
     "cursor_to_xml",
     "table_to_xml",
     "schema_to_xml",
     "database_to_xml",
-    "crosstab",       // tablefunc: executes SQL text
-    "http_",          // pgsql-http: network access
+    "crosstab", // tablefunc: executes SQL text
+    "http_",    // pgsql-http: network access
     "autoprewarm",
     "run_command_on_", // citus: SQL on workers
     "citus_",
-    "master_",        // MySQL master_pos_wait/master_gtid_wait, citus master_*
-    "sys_",           // lib_mysqludf_sys: sys_exec, sys_eval...
-    "keyring_",       // MySQL keyring UDFs
+    "master_",  // MySQL master_pos_wait/master_gtid_wait, citus master_*
+    "sys_",     // lib_mysqludf_sys: sys_exec, sys_eval...
+    "keyring_", // MySQL keyring UDFs
     "audit_log",
     "version_tokens",
     "group_replication",
     "asynchronous_connection",
-    "service_get_",   // MySQL locking service
+    "service_get_", // MySQL locking service
     "mysql_firewall",
     "set_firewall",
-    "shell_",         // SQLite CLI helpers
+    "shell_", // SQLite CLI helpers
 ];
 
 fn function_denied(name: &str) -> bool {
@@ -2298,9 +2696,9 @@ fn function_denied(name: &str) -> bool {
     DENIED_FUNCTIONS.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Functions whose first argument names a relation (or schema): a literal
-/// there must stay inside the grant.
-fn relation_arg_kind(name: &str) -> Option<RelKind> {
+/// Oid-probe functions: the kind of name their leading arguments take, and
+/// how many leading arguments are object references.
+fn probe_function(name: &str) -> Option<(RelKind, usize)> {
     match name {
         "pg_relation_size"
         | "pg_total_relation_size"
@@ -2318,6 +2716,7 @@ fn relation_arg_kind(name: &str) -> Option<RelKind> {
         | "pg_get_partkeydef"
         | "pg_get_serial_sequence"
         | "pg_get_statisticsobjdef"
+        | "pg_get_userbyid"
         | "pg_partition_tree"
         | "pg_partition_root"
         | "pg_partition_ancestors"
@@ -2325,14 +2724,21 @@ fn relation_arg_kind(name: &str) -> Option<RelKind> {
         | "pg_table_is_visible"
         | "pg_type_is_visible"
         | "pg_function_is_visible"
+        | "pg_column_compression"
+        | "pg_index_column_has_property"
+        | "pg_index_has_property"
         | "obj_description"
         | "col_description"
+        | "format_type"
         | "to_regclass"
         | "to_regproc"
         | "to_regprocedure"
-        | "to_regtype" => Some(RelKind::Relation),
-        "to_regnamespace" => Some(RelKind::Namespace),
-        _ => None,
+        | "to_regtype" => Some((RelKind::Relation, 1)),
+        // pg_get_expr(node_tree, relation)
+        "pg_get_expr" => Some((RelKind::Relation, 2)),
+        "to_regnamespace" => Some((RelKind::Namespace, 1)),
+        // Function-style casts: regclass('x').
+        _ => reg_type_kind(name).map(|kind| (kind, 1)),
     }
 }
 
@@ -2353,6 +2759,7 @@ mod tests {
     const PG: Dialect = Dialect::Postgres;
     const MY: Dialect = Dialect::MySql;
     const LITE: Dialect = Dialect::Sqlite;
+    const DIALECTS: [Dialect; 3] = [PG, MY, LITE];
 
     fn scope(dialect: Dialect) -> SqlScope {
         match dialect {
@@ -2374,7 +2781,10 @@ mod tests {
     fn assert_refusal_shape(refusal: &Refusal) {
         let text = refusal.to_string();
         assert!(text.starts_with("refused: "), "{text}");
-        assert!(!text.contains('\n') && !text.contains('\r'), "multi-line: {text:?}");
+        assert!(
+            !text.contains('\n') && !text.contains('\r'),
+            "multi-line: {text:?}"
+        );
         assert!(text.len() < 600, "too long: {text}");
     }
 
@@ -2477,6 +2887,24 @@ mod tests {
         (PG, "SELECT '16384'::regclass"),
         (PG, "SELECT pg_get_functiondef(12345)"),
         (PG, "SELECT pg_total_relation_size('bill' || 'ing.invoices')"),
+        // oid probes fed with anything but a filtered catalog column
+        (PG, "SELECT regclass 'billing.x'"),
+        (PG, "SELECT '{billing.v}'::regclass[]"),
+        (PG, "SELECT regclass('billing.x')"),
+        (PG, "SELECT pg_get_viewdef(g) FROM generate_series(1, 99999) g"),
+        (PG, "SELECT g::oid::regclass FROM generate_series(1, 99999) g"),
+        (PG, "SELECT format_type(g, NULL) FROM generate_series(1, 99999) g"),
+        (PG, "SELECT pg_get_functiondef(p.oid) FROM pg_proc p"),
+        (PG, "SELECT pg_get_viewdef(g) FROM pg_class c, generate_series(1, 2) g WHERE c.relnamespace = 'app'::regnamespace"),
+        (PG, "SELECT (SELECT pg_get_viewdef(c.oid)) FROM pg_class c WHERE c.relnamespace = 'app'::regnamespace"),
+        (PG, "SELECT x::regclass FROM (SELECT 'billing.v' AS x) s"),
+        (PG, "SELECT pg_get_viewdef((SELECT 1))"),
+        (PG, "VALUES (pg_get_viewdef(1))"),
+        (PG, "SELECT regclassout(1)"),
+        (PG, "SELECT * FROM pg_get_viewdef('app.v')"),
+        (PG, "SELECT attname FROM pg_attribute WHERE attrelid = 'billing.x'::regclass"),
+        (PG, "SELECT attname FROM pg_attribute WHERE attrelid = 16384"),
+        (PG, "SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent WHERE h.inhrelid = 'app.child'::regclass"),
         // -- SELECT INTO
         (PG, "SELECT * INTO t2 FROM t"),
         (PG, "SELECT * INTO TEMP t2 FROM t"),
@@ -2654,6 +3082,14 @@ mod tests {
         (MY, "SELECT 1 DIV"),
         (MY, "TABLE mysql.user"),
         (MY, "SELECT * FROM t PROCEDURE ANALYSE()"),
+        // sqlparser's parse_sql stops at END after a statement; MySQL reads it as an alias
+        (MY, "SELECT * FROM t END WHERE sleep(5)"),
+        (MY, "SELECT * FROM app.orders END JOIN billing.invoices i ON 1 = 1"),
+        (MY, "SELECT 1 SELECT 2"),
+        (PG, "SELECT 1 END, pg_sleep(1)"),
+        (MY, "SELECT 1 --\n, sleep(5)"),
+        (MY, "SELECT * FROM t WHERE a = 1 /* */ AND `sleep` (5)"),
+        (MY, "SELECT \"x\\\" , sleep(5) , \""),
         // -- SQLite
         (LITE, "PRAGMA writable_schema=1"),
         (LITE, "PRAGMA table_info(t)"),
@@ -2763,6 +3199,18 @@ mod tests {
         (PG, "SELECT * FROM information_schema.table_constraints WHERE constraint_schema = 'reporting'", StatementKind::Select),
         (PG, "SELECT extname, extversion FROM pg_extension", StatementKind::Select),
         (PG, "SELECT count(*) FROM (SELECT relname FROM pg_class WHERE relnamespace = 'app'::regnamespace) s", StatementKind::Select),
+        (PG, "SELECT c.oid::regclass, pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app' ORDER BY pg_total_relation_size(c.oid) DESC", StatementKind::Select),
+        (PG, "SELECT indexrelid::regclass, idx_scan FROM pg_stat_user_indexes WHERE schemaname = 'app' AND idx_scan = 0", StatementKind::Select),
+        (PG, "SELECT relname, pg_size_pretty(pg_total_relation_size(relid)) FROM pg_stat_user_tables WHERE schemaname = 'app'", StatementKind::Select),
+        (PG, "SELECT conrelid::regclass, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'app'::regnamespace", StatementKind::Select),
+        (PG, "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'app.orders'::regclass AND attnum > 0 AND NOT attisdropped", StatementKind::Select),
+        (PG, "SELECT conname FROM pg_constraint WHERE conrelid = 'orders'::regclass", StatementKind::Select),
+        (PG, "SELECT i.relname AS index_name, a.attname FROM pg_class t JOIN pg_index ix ON t.oid = ix.indrelid JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(ix.indkey) WHERE t.relname = 'orders' AND t.relnamespace = 'app'::regnamespace", StatementKind::Select),
+        (PG, "SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = 'app.mood'::regtype ORDER BY e.enumsortorder", StatementKind::Select),
+        (PG, "SELECT viewname, definition FROM pg_views WHERE schemaname = 'app'", StatementKind::Select),
+        (PG, "SELECT p.proname, pg_get_function_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'app'", StatementKind::Select),
+        (PG, "SELECT to_regclass('app.orders'), 'orders'::regclass, regclass('app.orders')", StatementKind::Select),
+        (PG, "SELECT attname, n_distinct, most_common_vals FROM pg_stats WHERE schemaname = 'app' AND tablename = 'orders'", StatementKind::Select),
         // -- MySQL / MariaDB
         (MY, "SELECT * FROM orders WHERE created_at > NOW() - INTERVAL 1 DAY", StatementKind::Select),
         (MY, "SELECT JSON_EXTRACT(payload, '$.status') FROM events", StatementKind::Select),
@@ -2828,7 +3276,11 @@ mod tests {
                 Err(refusal) => assert_refusal_shape(&refusal),
             }
         }
-        assert!(approved.is_empty(), "approved hostile statements:\n{}", approved.join("\n"));
+        assert!(
+            approved.is_empty(),
+            "approved hostile statements:\n{}",
+            approved.join("\n")
+        );
     }
 
     #[test]
@@ -2841,7 +3293,11 @@ mod tests {
                 Err(e) => failures.push(format!("[{dialect}] {sql:?}: {e}")),
             }
         }
-        assert!(failures.is_empty(), "legitimate queries refused:\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "legitimate queries refused:\n{}",
+            failures.join("\n")
+        );
     }
 
     #[test]
@@ -2858,8 +3314,14 @@ mod tests {
             msg(PG, "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
             "refused: writable CTE (DELETE) is not allowed"
         );
-        assert_eq!(msg(PG, "SELECT pg_sleep(1)"), "refused: function pg_sleep is not allowed");
-        assert_eq!(msg(PG, "SELECT \"pg_sleep\"(1)"), "refused: function pg_sleep is not allowed");
+        assert_eq!(
+            msg(PG, "SELECT pg_sleep(1)"),
+            "refused: function pg_sleep is not allowed"
+        );
+        assert_eq!(
+            msg(PG, "SELECT \"pg_sleep\"(1)"),
+            "refused: function pg_sleep is not allowed"
+        );
         assert_eq!(
             msg(PG, "SELECT * FROM billing.invoices"),
             "refused: schema `billing` is outside your grant (granted: app, reporting)"
@@ -2871,6 +3333,14 @@ mod tests {
         assert_eq!(
             msg(PG, "select 1 -- comment\n; delete from t"),
             "refused: only one statement per query (found 2)"
+        );
+        assert_eq!(
+            msg(PG, "SELECT 1;;"),
+            "refused: only one statement per query: remove the extra `;`"
+        );
+        assert_eq!(
+            msg(PG, "SELECT pg_get_viewdef(g) FROM generate_series(1, 9) g"),
+            "refused: pg_get_viewdef: pass an oid column of a schema-filtered catalog relation (e.g. c.oid) or a 'schema.name' literal"
         );
         assert_eq!(
             msg(PG, "EXPLAIN ANALYZE SELECT 1"),
@@ -2895,8 +3365,11 @@ mod tests {
             msg(PG, "SELECT * FROM t FOR UPDATE"),
             "refused: locking clause FOR UPDATE is not allowed"
         );
-        assert!(msg(MY, "SELECT * FROM information_schema.tables WHERE table_schema = 'billing'")
-            .contains("`billing` is outside your grant"));
+        assert!(msg(
+            MY,
+            "SELECT * FROM information_schema.tables WHERE table_schema = 'billing'"
+        )
+        .contains("`billing` is outside your grant"));
     }
 
     #[test]
@@ -2905,7 +3378,10 @@ mod tests {
         assert_eq!(sql(PG, "  SELECT 1;  \n"), "SELECT 1");
         assert_eq!(sql(PG, "SELECT 1; -- done"), "SELECT 1");
         assert_eq!(sql(PG, "SELECT 1 -- note"), "SELECT 1");
-        assert_eq!(sql(PG, "-- why\nSELECT 1 /* a */ + 1 -- note"), "-- why\nSELECT 1 /* a */ + 1");
+        assert_eq!(
+            sql(PG, "-- why\nSELECT 1 /* a */ + 1 -- note"),
+            "-- why\nSELECT 1 /* a */ + 1"
+        );
         assert_eq!(sql(MY, "SELECT 1 -- \n"), "SELECT 1");
         assert_eq!(sql(PG, "SELECT ';' ;"), "SELECT ';'");
         assert_eq!(sql(PG, "SELECT 'é' AS x;"), "SELECT 'é' AS x");
@@ -2916,10 +3392,19 @@ mod tests {
     #[test]
     fn reads_catalog_flag() {
         assert!(!run(PG, "SELECT * FROM orders").unwrap().reads_catalog);
-        assert!(run(PG, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app'")
+        assert!(
+            run(
+                PG,
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'app'"
+            )
             .unwrap()
-            .reads_catalog);
-        assert!(run(LITE, "SELECT name FROM sqlite_master").unwrap().reads_catalog);
+            .reads_catalog
+        );
+        assert!(
+            run(LITE, "SELECT name FROM sqlite_master")
+                .unwrap()
+                .reads_catalog
+        );
         assert!(run(MY, "SHOW TABLES").unwrap().reads_catalog);
     }
 
@@ -2960,13 +3445,79 @@ mod tests {
     // -- property tests ------------------------------------------------------
 
     const VOCABULARY: &[&str] = &[
-        "SELECT", "FROM", "WHERE", "WITH", "AS", "(", ")", ",", ";", "*", "=", "'x'", "\"y\"",
-        "`z`", "$$q$$", "1", "t", "app.t", "billing.t", "pg_sleep", "sleep", "DELETE", "INSERT",
-        "INTO", "UPDATE", "SET", "DROP", "TABLE", "EXPLAIN", "ANALYZE", "FOR", "SHARE", "UNION",
-        "JOIN", "ON", "--", "/*", "*/", "/*!", "#", "\n", "\\", "U&", "::", "->>", "@>", "DIV",
-        "REGEXP", "VALUES", "RETURNING", "LATERAL", "pg_class", "information_schema.tables",
-        "table_schema", "OR", "AND", "NOT", "'app'", "SHOW", "DESCRIBE", "PRAGMA", "?", "$1",
-        "@a", ":=", "E'\\''", "[", "]", "CASE", "WHEN", "END", "OVER", "LIMIT",
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "WITH",
+        "AS",
+        "(",
+        ")",
+        ",",
+        ";",
+        "*",
+        "=",
+        "'x'",
+        "\"y\"",
+        "`z`",
+        "$$q$$",
+        "1",
+        "t",
+        "app.t",
+        "billing.t",
+        "pg_sleep",
+        "sleep",
+        "DELETE",
+        "INSERT",
+        "INTO",
+        "UPDATE",
+        "SET",
+        "DROP",
+        "TABLE",
+        "EXPLAIN",
+        "ANALYZE",
+        "FOR",
+        "SHARE",
+        "UNION",
+        "JOIN",
+        "ON",
+        "--",
+        "/*",
+        "*/",
+        "/*!",
+        "#",
+        "\n",
+        "\\",
+        "U&",
+        "::",
+        "->>",
+        "@>",
+        "DIV",
+        "REGEXP",
+        "VALUES",
+        "RETURNING",
+        "LATERAL",
+        "pg_class",
+        "information_schema.tables",
+        "table_schema",
+        "OR",
+        "AND",
+        "NOT",
+        "'app'",
+        "SHOW",
+        "DESCRIBE",
+        "PRAGMA",
+        "?",
+        "$1",
+        "@a",
+        ":=",
+        "E'\\''",
+        "[",
+        "]",
+        "CASE",
+        "WHEN",
+        "END",
+        "OVER",
+        "LIMIT",
     ];
 
     const WRITES: &[&str] = &[
@@ -3020,10 +3571,12 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(96))]
 
         #[test]
-        fn never_panics_on_arbitrary_text(text in any::<String>(), d in dialect()) {
-            match check(d, &text, &scope(d)) {
-                Ok(a) => prop_assert!(!a.sql.is_empty()),
-                Err(refusal) => assert_refusal_shape(&refusal),
+        fn never_panics_on_arbitrary_text(text in any::<String>()) {
+            for d in DIALECTS {
+                match check(d, &text, &scope(d)) {
+                    Ok(a) => prop_assert!(!a.sql.is_empty()),
+                    Err(refusal) => assert_refusal_shape(&refusal),
+                }
             }
         }
 
@@ -3031,19 +3584,27 @@ mod tests {
         fn never_panics_on_token_soup(
             picks in prop::collection::vec(0..VOCABULARY.len(), 0..40),
             glue in prop::collection::vec(prop_oneof![Just(""), Just(" "), Just("\n")], 40),
-            d in dialect(),
         ) {
             let mut sql = String::new();
             for (i, pick) in picks.iter().enumerate() {
                 sql.push_str(VOCABULARY[*pick]);
                 sql.push_str(glue[i % glue.len()]);
             }
-            match check(d, &sql, &scope(d)) {
-                Ok(a) => {
-                    let upper = a.sql.to_ascii_uppercase();
-                    prop_assert!(!upper.contains("DELETE ") || upper.contains('\''), "{}", sql);
+            for d in DIALECTS {
+                match check(d, &sql, &scope(d)) {
+                    // What was approved is one read-only statement: checking
+                    // the approved text again gives the same verdict.
+                    Ok(a) => {
+                        let again = check(d, &a.sql, &scope(d));
+                        prop_assert!(again.is_ok(), "{:?} -> {:?}", sql, again);
+                        if let Ok(b) = again {
+                            prop_assert_eq!(&a.sql, &b.sql);
+                            prop_assert_eq!(&a.kind, &b.kind);
+                        }
+                        prop_assert!(!a.sql.ends_with(';'));
+                    }
+                    Err(refusal) => assert_refusal_shape(&refusal),
                 }
-                Err(refusal) => assert_refusal_shape(&refusal),
             }
         }
 

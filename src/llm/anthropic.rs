@@ -38,6 +38,7 @@ const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Error bodies are short JSON; anything past this is noise (an HTML error page).
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 const MAX_ERROR_MESSAGE_CHARS: usize = 500;
+const MAX_REQUEST_ID_CHARS: usize = 100;
 const REDACTED: &str = "***";
 
 /// Where and how to reach the API. Debug shows the key as `***`.
@@ -171,42 +172,24 @@ impl AnthropicModel {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (status, message, retry_after) = match self.attempt(&body).await {
-                Attempt::Done(bytes) => {
-                    tracing::debug!(
-                        model = %self.config.model,
-                        attempt,
-                        status = 200u16,
-                        wait_ms = 0u64,
-                        "anthropic request succeeded"
-                    );
+            let Attempt { status, outcome } = self.attempt(&body).await;
+            let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+            let (message, retry_after) = match outcome {
+                Outcome::Done(bytes) => {
+                    self.log_attempt(attempt, &status, None, "succeeded");
                     return parse_response(&bytes);
                 }
-                Attempt::Fail { status, error } => {
-                    tracing::debug!(
-                        model = %self.config.model,
-                        attempt,
-                        status,
-                        wait_ms = 0u64,
-                        "anthropic request failed, not retrying"
-                    );
+                Outcome::Fail(error) => {
+                    self.log_attempt(attempt, &status, None, "failed, not retryable");
                     return Err(error);
                 }
-                Attempt::Retry {
-                    status,
+                Outcome::Retry {
                     message,
                     retry_after,
-                } => (status, message, retry_after),
+                } => (message, retry_after),
             };
-            let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
             if attempt >= max_attempts {
-                tracing::debug!(
-                    model = %self.config.model,
-                    attempt,
-                    %status,
-                    wait_ms = 0u64,
-                    "anthropic request failed, retries exhausted"
-                );
+                self.log_attempt(attempt, &status, None, "failed, retries exhausted");
                 return Err(Error::Unavailable {
                     attempts: attempt,
                     message,
@@ -214,13 +197,7 @@ impl AnthropicModel {
             }
             let wait = match retry_after {
                 Some(asked) if asked > self.config.max_backoff => {
-                    tracing::debug!(
-                        model = %self.config.model,
-                        attempt,
-                        %status,
-                        retry_after_ms = millis(asked),
-                        "anthropic asked to wait longer than max_backoff, giving up"
-                    );
+                    self.log_attempt(attempt, &status, None, "failed, retry-after too long");
                     return Err(Error::Unavailable {
                         attempts: attempt,
                         message: format!(
@@ -233,16 +210,21 @@ impl AnthropicModel {
                 Some(asked) => asked,
                 None => backoff(attempt, self.config.max_backoff),
             };
-            tracing::debug!(
-                model = %self.config.model,
-                attempt,
-                %status,
-                wait_ms = millis(wait),
-                reason = %message,
-                "anthropic request failed, retrying"
-            );
+            self.log_attempt(attempt, &status, Some(wait), "failed, retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The one debug line per attempt. Messages stay out: they go into the error.
+    fn log_attempt(&self, attempt: u32, status: &str, wait: Option<Duration>, outcome: &str) {
+        tracing::debug!(
+            model = %self.config.model,
+            attempt,
+            status,
+            wait_ms = wait.map_or(0, millis),
+            outcome,
+            "anthropic messages request"
+        );
     }
 
     /// One HTTP exchange, classified.
@@ -269,72 +251,96 @@ impl AnthropicModel {
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        match classify(status) {
+        let request_id = request_id.as_deref();
+        let outcome = match classify(status) {
             StatusClass::Success => match read_body(response, MAX_RESPONSE_BYTES).await {
-                Ok(Body::Complete(bytes)) => Attempt::Done(bytes),
-                Ok(Body::Truncated(_)) => Attempt::Fail {
-                    status,
-                    error: Error::Protocol(format!(
-                        "response body larger than {MAX_RESPONSE_BYTES} bytes"
-                    )),
-                },
-                Err(e) => self.transport_failure(Some(status), &e),
+                Ok(Body::Complete(bytes)) => Outcome::Done(bytes),
+                Ok(Body::Truncated(_)) => Outcome::Fail(Error::Protocol(format!(
+                    "response body larger than {MAX_RESPONSE_BYTES} bytes"
+                ))),
+                Err(e) => return self.transport_failure(Some(status), &e),
             },
             StatusClass::Auth => {
-                // Only logged: the body says "invalid x-api-key" and the like, never the key.
-                let detail = error_detail(response, request_id.as_deref()).await;
+                // The reason ("invalid x-api-key") is only logged: Auth carries no message.
+                let detail = self.error_detail(response, request_id).await;
                 tracing::debug!(status, detail = %detail, "anthropic authentication failed");
-                Attempt::Fail {
-                    status,
-                    error: Error::Auth { status },
-                }
+                Outcome::Fail(Error::Auth { status })
             }
-            StatusClass::Rejected => Attempt::Fail {
+            StatusClass::Rejected => Outcome::Fail(Error::Rejected {
                 status,
-                error: Error::Rejected {
-                    status,
-                    message: error_detail(response, request_id.as_deref()).await,
-                },
-            },
-            StatusClass::Retry => Attempt::Retry {
-                status: Some(status),
+                message: self.error_detail(response, request_id).await,
+            }),
+            StatusClass::Retry => Outcome::Retry {
                 message: format!(
                     "HTTP {status} {}",
-                    error_detail(response, request_id.as_deref()).await
+                    self.error_detail(response, request_id).await
                 ),
                 retry_after,
             },
-            StatusClass::Unexpected => Attempt::Fail {
-                status,
-                error: Error::Protocol(format!(
-                    "unexpected HTTP {status} from {}: {}",
-                    self.url,
-                    error_detail(response, request_id.as_deref()).await
-                )),
-            },
+            StatusClass::Unexpected => Outcome::Fail(Error::Protocol(format!(
+                "unexpected HTTP {status} from {}: {}",
+                self.url,
+                self.error_detail(response, request_id).await
+            ))),
+        };
+        Attempt {
+            status: Some(status),
+            outcome,
         }
     }
 
     fn transport_failure(&self, status: Option<u16>, error: &reqwest::Error) -> Attempt {
-        if error.is_builder() {
-            return Attempt::Fail {
-                status: status.unwrap_or(0),
-                error: Error::Protocol(format!("cannot build the request: {}", error_chain(error))),
-            };
-        }
-        let message = if error.is_timeout() {
-            format!(
-                "no complete response within {}s",
-                self.config.request_timeout.as_secs_f64()
-            )
+        let outcome = if error.is_builder() {
+            Outcome::Fail(Error::Protocol(format!(
+                "cannot build the request: {}",
+                error_chain(error)
+            )))
+        } else if error.is_timeout() {
+            Outcome::Retry {
+                message: format!(
+                    "no complete response within {}s",
+                    self.config.request_timeout.as_secs_f64()
+                ),
+                retry_after: None,
+            }
         } else {
-            error_chain(error)
+            Outcome::Retry {
+                message: error_chain(error),
+                retry_after: None,
+            }
         };
-        Attempt::Retry {
-            status,
-            message,
-            retry_after: None,
+        Attempt { status, outcome }
+    }
+
+    /// `overloaded_error: Overloaded (request-id req_…)` from an error response,
+    /// or the start of whatever text came instead of the documented JSON.
+    /// Scrubbed here, before it can reach a log line.
+    async fn error_detail(&self, response: reqwest::Response, request_id: Option<&str>) -> String {
+        let body = match read_body(response, MAX_ERROR_BODY_BYTES).await {
+            Ok(Body::Complete(bytes) | Body::Truncated(bytes)) => bytes,
+            Err(e) => format!("(error body unreadable: {})", error_chain(&e)).into_bytes(),
+        };
+        let mut detail = match serde_json::from_slice::<ApiErrorBody>(&body) {
+            Ok(ApiErrorBody { error }) => format!("{}: {}", error.kind, error.message),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body);
+                let text = text.trim();
+                if text.is_empty() {
+                    "(empty body)".to_owned()
+                } else {
+                    text.to_owned()
+                }
+            }
+        };
+        // Redacted before truncating, which could cut the key past recognition.
+        detail = redact(detail, self.config.api_key.expose());
+        truncate_chars(&mut detail, MAX_ERROR_MESSAGE_CHARS);
+        if let Some(id) = request_id {
+            let mut id = id.to_owned();
+            truncate_chars(&mut id, MAX_REQUEST_ID_CHARS);
+            detail.push_str(&format!(" (request-id {id})"));
         }
+        redact(detail, self.config.api_key.expose())
     }
 }
 
@@ -355,17 +361,19 @@ impl Model for AnthropicModel {
     }
 }
 
-enum Attempt {
+struct Attempt {
+    /// None when no response came.
+    status: Option<u16>,
+    outcome: Outcome,
+}
+
+enum Outcome {
     Done(Vec<u8>),
     Retry {
-        status: Option<u16>,
         message: String,
         retry_after: Option<Duration>,
     },
-    Fail {
-        status: u16,
-        error: Error,
-    },
+    Fail(Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,32 +489,6 @@ struct ApiError {
     message: String,
 }
 
-/// `overloaded_error: Overloaded (request-id req_…)` from an error response,
-/// or the start of whatever text came instead of the documented JSON.
-async fn error_detail(response: reqwest::Response, request_id: Option<&str>) -> String {
-    let body = match read_body(response, MAX_ERROR_BODY_BYTES).await {
-        Ok(Body::Complete(bytes) | Body::Truncated(bytes)) => bytes,
-        Err(e) => format!("(error body unreadable: {})", error_chain(&e)).into_bytes(),
-    };
-    let mut detail = match serde_json::from_slice::<ApiErrorBody>(&body) {
-        Ok(ApiErrorBody { error }) => format!("{}: {}", error.kind, error.message),
-        Err(_) => {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            if text.is_empty() {
-                "(empty body)".to_owned()
-            } else {
-                text.to_owned()
-            }
-        }
-    };
-    truncate_chars(&mut detail, MAX_ERROR_MESSAGE_CHARS);
-    if let Some(id) = request_id {
-        detail.push_str(&format!(" (request-id {id})"));
-    }
-    detail
-}
-
 fn truncate_chars(text: &mut String, max: usize) {
     if let Some((cut, _)) = text.char_indices().nth(max) {
         text.truncate(cut);
@@ -529,28 +511,29 @@ fn error_chain(error: &reqwest::Error) -> String {
     text
 }
 
-/// Belt and braces: no path puts the key in a message, but server or proxy
-/// text is echoed into errors, so it is scrubbed there too.
+fn redact(text: String, key: &str) -> String {
+    if key.is_empty() || !text.contains(key) {
+        text
+    } else {
+        text.replace(key, REDACTED)
+    }
+}
+
+/// Belt and braces: server text is redacted where it is read, and no other
+/// path puts the key in a message, but every error is checked on the way out.
 fn scrub(error: Error, key: &str) -> Error {
-    let clean = |text: String| {
-        if key.is_empty() || !text.contains(key) {
-            text
-        } else {
-            text.replace(key, REDACTED)
-        }
-    };
     match error {
         Error::Rejected { status, message } => Error::Rejected {
             status,
-            message: clean(message),
+            message: redact(message, key),
         },
         Error::Auth { status } => Error::Auth { status },
         Error::Unavailable { attempts, message } => Error::Unavailable {
             attempts,
-            message: clean(message),
+            message: redact(message, key),
         },
         Error::Timeout(duration) => Error::Timeout(duration),
-        Error::Protocol(message) => Error::Protocol(clean(message)),
+        Error::Protocol(message) => Error::Protocol(redact(message, key)),
     }
 }
 
@@ -728,15 +711,12 @@ pub fn pricing_for(model: &str) -> Pricing {
 /// ("haiku", [3, 5]). Dates (8 digits) and tags are not version numbers.
 fn family_and_version(model: &str) -> Option<(&'static str, Vec<u32>)> {
     let parts: Vec<&str> = model.split('-').collect();
-    let (at, family) = parts
-        .iter()
-        .enumerate()
-        .find_map(|(i, part)| match *part {
-            "opus" => Some((i, "opus")),
-            "sonnet" => Some((i, "sonnet")),
-            "haiku" => Some((i, "haiku")),
-            _ => None,
-        })?;
+    let (at, family) = parts.iter().enumerate().find_map(|(i, part)| match *part {
+        "opus" => Some((i, "opus")),
+        "sonnet" => Some((i, "sonnet")),
+        "haiku" => Some((i, "haiku")),
+        _ => None,
+    })?;
     let numbers = |parts: &[&str]| -> Vec<u32> {
         parts
             .iter()
