@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod guard;
