@@ -5,6 +5,7 @@ pub mod access;
 pub mod app;
 pub mod chat;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod guard;

@@ -15,6 +15,7 @@ use investigator::chat::render;
 use investigator::chat::terminal::ProgressPrinter;
 use investigator::engine::Conversation;
 use investigator::config::{self, interpolate::ProcessEnv, Config, MasterKey};
+use investigator::demo;
 use investigator::engine::Gate;
 use investigator::evidence::Content;
 use investigator::sources::{BuildContext, CallContext, Registry, Sources};
@@ -104,6 +105,22 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// The synthetic demo incident (config/demo).
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Write the demo's logs, SQLite database and configuration (deterministic per seed).
+    Generate {
+        #[arg(long, default_value = "config/demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +207,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit_command(&store, command).await
         }
         Command::Bench { command } => bench::run(command, &cli.config).await,
+        Command::Demo { command } => demo_command(command).await,
+    }
+}
+
+async fn demo_command(command: DemoCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DemoCommand::Generate { dir, seed } => {
+            let target = dir.clone();
+            // Writing some megabytes and a database blocks; keep it off the async workers.
+            let summary = tokio::task::spawn_blocking(move || demo::generate(&target, seed))
+                .await
+                .context("the demo generator stopped")?
+                .with_context(|| format!("writing the demo dataset to {}", dir.display()))?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -743,6 +743,39 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             if c.paths.is_empty() {
                 err("paths", "at least one path is needed".into());
             }
+            for (i, p) in c.paths.iter().enumerate() {
+                let key = format!("paths[{i}]");
+                if p.trim().is_empty() {
+                    err(&key, "must not be empty".into());
+                    continue;
+                }
+                // Patterns are matched against one directory listing, so `*` can only
+                // stand in the file name part.
+                let (dir, name) = p.rsplit_once(['/', '\\']).unwrap_or(("", p.as_str()));
+                if dir.contains('*') {
+                    err(&key, format!("`{p}`: `*` is supported in the file name only, not in directories"));
+                } else if name.is_empty() {
+                    err(&key, format!("`{p}` names a directory; add a file name or pattern such as `*.log`"));
+                }
+            }
+            if let Some(format) = &c.format {
+                if !LOGFILE_FORMATS.contains(&format.trim().to_ascii_lowercase().as_str()) {
+                    err("format", format!("unknown format `{format}` (expected: {})", LOGFILE_FORMATS.join(", ")));
+                }
+            }
+            for (key, value) in [
+                ("timestamp_field", &c.timestamp_field),
+                ("message_field", &c.message_field),
+                ("level_field", &c.level_field),
+                ("service_field", &c.service_field),
+            ] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    err(key, "must not be empty; remove it to use the defaults".into());
+                }
+            }
+            if c.max_bytes_scanned == Some(0) {
+                err("max_bytes_scanned", "must be at least 1".into());
+            }
         }
     }
 }

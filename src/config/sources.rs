@@ -295,15 +295,35 @@ pub struct PrometheusConfig {
     pub squad: Option<String>,
 }
 
+/// Values of a logfile source's `format`.
+pub const LOGFILE_FORMATS: &[&str] = &["auto", "ndjson", "text"];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogfileConfig {
     pub name: String,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Files, or patterns with `*` in the file name part; relative to the
+    /// configuration directory.
     pub paths: Vec<String>,
+    /// `auto` (default: a line starting with `{` is NDJSON, else text), `ndjson`, `text`.
     #[serde(default)]
     pub format: Option<String>,
     #[serde(default)]
     pub squad: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// NDJSON field names; by default the usual ones are tried in order.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub message_field: Option<String>,
+    #[serde(default)]
+    pub level_field: Option<String>,
+    #[serde(default)]
+    pub service_field: Option<String>,
+    /// Most bytes one tool call reads (default 512 MiB).
+    #[serde(default)]
+    pub max_bytes_scanned: Option<u64>,
 }

@@ -3,6 +3,7 @@
 //! A source never decides access: it is handed the principal's [`SourceGrant`] for
 //! its instance on every call and enforces it in what it runs.
 
+pub mod logfile;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -131,7 +132,6 @@ pub const PLANNED_KINDS: &[&str] = &[
     "newrelic",
     "kubernetes",
     "prometheus",
-    "logfile",
 ];
 
 impl Registry {
@@ -140,6 +140,7 @@ impl Registry {
         registry.register("postgresql", sql::build);
         registry.register("mysql", sql::build);
         registry.register("sqlite", sql::build);
+        registry.register("logfile", logfile::build);
         registry
     }
 

@@ -40,8 +40,13 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(config: Config) -> Harness {
+        Harness::with_context(config, BuildContext::default()).await
+    }
+
+    /// With a build context, e.g. a `config_dir` that relative paths resolve against.
+    pub async fn with_context(config: Config, ctx: BuildContext) -> Harness {
         let store = Store::open_in_memory().await.expect("in-memory store");
-        let sources = Sources::build(&config, &Registry::builtin(), &BuildContext::default());
+        let sources = Sources::build(&config, &Registry::builtin(), &ctx);
         Harness { gate: Gate::new(sources, store), config }
     }
 

@@ -1,7 +1,8 @@
+mod cli;
 mod common;
 mod corpus;
-mod cli;
 mod engine;
+mod logfile;
 mod sql_mysql;
 mod sql_postgres;
 mod sql_sqlite;

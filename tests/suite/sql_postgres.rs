@@ -322,7 +322,7 @@ data_sources:
         let health = h.source(name).health().await;
         assert!(!health.ok, "{name} reported healthy");
         assert!(!health.detail.is_empty());
-        let err = h.query("U_PAY", name, "SELECT 1").await.err().expect("fails");
+        let err = h.query("U_PAY", name, "SELECT 1").await.expect_err("fails");
         assert!(matches!(err, CallError::Source(SourceError::Unavailable(_)) | CallError::Source(SourceError::Query(_))), "{name}: {err:?}");
     }
 }

@@ -376,7 +376,7 @@ impl Source for SqlSource {
             }
         })
         .await
-        .unwrap_or_else(|_| Err(Error::Timeout(DEFAULT_CONNECT_TIMEOUT)));
+        .unwrap_or(Err(Error::Timeout(DEFAULT_CONNECT_TIMEOUT)));
         let latency_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(version) => Health { ok: true, detail: version, latency_ms },
