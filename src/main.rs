@@ -105,10 +105,19 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// The synthetic demo incident (config/demo).
+    /// Run the demo investigation offline (no network, no API key), or regenerate its data.
     Demo {
         #[command(subcommand)]
-        command: DemoCommand,
+        command: Option<DemoCommand>,
+        /// The demo's configuration directory.
+        #[arg(long, default_value = "config/demo")]
+        dir: PathBuf,
+        /// The question to ask.
+        #[arg(long, default_value = "why is checkout erroring?")]
+        question: String,
+        /// Where to write the evidence (default: evidence-out/<session id>).
+        #[arg(long)]
+        evidence_dir: Option<PathBuf>,
     },
 }
 
@@ -207,7 +216,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit_command(&store, command).await
         }
         Command::Bench { command } => bench::run(command, &cli.config).await,
-        Command::Demo { command } => demo_command(command).await,
+        Command::Demo { command: Some(command), .. } => demo_command(command).await,
+        Command::Demo { command: None, dir, question, evidence_dir } => {
+            // The demo answers as a member of the demo squad, in its channel.
+            let app = build_app(&dir, &cli.store, false).await?;
+            let principal = Principal::parse("slack:U0DEMO")?.with_channel_text("slack:C0DEMO")?;
+            eprintln!("demo: asking {question:?} as {principal} in slack:C0DEMO");
+            ask(&app, &principal, &question, evidence_dir).await
+        }
     }
 }
 

@@ -280,10 +280,12 @@ fn nothing_dropped(dialect: Dialect, text: &str, statement: &Statement) -> Resul
                     have.next();
                     break;
                 }
-                _ => return Err(refuse(format!(
+                _ => {
+                    return Err(refuse(format!(
                     "could not parse SQL for {dialect}: `{}` is not understood in this position",
                     clean(&word)
-                ))),
+                )))
+                }
             }
         }
     }

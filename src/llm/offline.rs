@@ -180,7 +180,7 @@ impl Seen {
     fn time_col(&self) -> Option<usize> {
         self.columns.iter().position(|c| {
             let c = c.to_ascii_lowercase();
-            c.ends_with("_at") || c.contains("time") || c == "minute" || c == "bucket_start"
+            c.ends_with("_at") || c.contains("time") || c.contains("minute") || c.contains("hour") || c.starts_with("bucket")
         })
     }
 }
@@ -427,12 +427,20 @@ fn synthesize(evidence: &[Seen]) -> Value {
         _ => "low",
     };
     let mut open = failed;
-    if !usable.iter().any(|e| e.col(&["requests"]).is_some()) {
-        open.push("Traffic volume was not checked; a traffic surge cannot be ruled out.".into());
+    match onset_time.and_then(|t| traffic_shift(&usable, t)) {
+        Some((id, before, after)) if after > before * 1.5 => {
+            timeline.push(json!({"time": onset_time.map(hhmm).unwrap_or_default(), "event": format!("traffic rose from about {before:.0} to {after:.0} requests per bucket, which may contribute"), "evidence": [id]}));
+        }
+        Some((id, before, after)) => {
+            timeline.push(json!({"time": onset_time.map(hhmm).unwrap_or_default(), "event": format!("traffic about {before:.0} requests per bucket before and {after:.0} after (×{:.1}): no surge large enough to explain the errors", after / before.max(1.0)), "evidence": [id]}));
+        }
+        None => open.push("Traffic volume was not checked; a traffic surge cannot be ruled out.".into()),
     }
     if culprits.is_empty() {
         open.push("No recent deploy or configuration change was found in the evidence.".into());
     }
+    // RFC-like "YYYY-MM-DD HH:MM UTC" strings sort chronologically; stable keeps ties in order.
+    timeline.sort_by(|a, b| a["time"].as_str().unwrap_or_default().cmp(b["time"].as_str().unwrap_or_default()));
     json!({
         "root_cause": {"summary": summary, "evidence": root_ids},
         "timeline": timeline,
@@ -443,17 +451,39 @@ fn synthesize(evidence: &[Seen]) -> Value {
     })
 }
 
-/// Service names found in a services column or in an example line.
+/// Service names found in a services column or in an example line (JSON field,
+/// `[service]` tag or `service=` pair; the example may be clipped, so no JSON parse).
 fn service_names(column: &str, example: &str) -> Vec<String> {
     let mut out: Vec<String> = column.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
     if out.is_empty() {
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(example) {
-            if let Some(Value::String(s)) = map.get("service") {
-                out.push(s.clone());
+        let patterns = [r#""service"\s*:\s*"([A-Za-z0-9_.-]+)""#, r"\bservice=([A-Za-z0-9_.-]+)", r"^\S+\s+\w+\s+\[([A-Za-z0-9_.-]+)\]"];
+        for pattern in patterns {
+            if let Some(name) = Regex::new(pattern).ok().and_then(|re| re.captures(example)).and_then(|c| c.get(1)) {
+                out.push(name.as_str().to_string());
+                break;
             }
         }
     }
     out
+}
+
+/// Requests per bucket before and after `onset`, from any result with a
+/// `requests` column and a time column: tells a traffic surge from a fault.
+fn traffic_shift(evidence: &[&Seen], onset: DateTime<Utc>) -> Option<(String, f64, f64)> {
+    let e = evidence.iter().find(|e| e.col(&["requests"]).is_some() && e.time_col().is_some())?;
+    let (ri, ti) = (e.col(&["requests"]), e.time_col()?);
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for row in &e.rows {
+        let Some(t) = row.get(ti).and_then(parse_time) else { continue };
+        let n = number_of(row, ri);
+        if t < onset - chrono::Duration::minutes(10) {
+            before.push(n);
+        } else if t >= onset {
+            after.push(n);
+        }
+    }
+    let mean = |v: &[f64]| if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) };
+    Some((e.id.clone(), mean(&before)?, mean(&after)?))
 }
 
 #[async_trait]
