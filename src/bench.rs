@@ -25,7 +25,11 @@ pub enum BenchCommand {
     },
     /// Time `query` adds over the same statement through raw sqlx (PostgreSQL).
     Query {
-        #[arg(long, env = "INVESTIGATOR_TEST_PG", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        #[arg(
+            long,
+            env = "INVESTIGATOR_TEST_PG",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
         url: String,
         #[arg(long, default_value_t = 500)]
         iterations: usize,
@@ -67,10 +71,16 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn bench_guard(iterations: usize) -> anyhow::Result<ExitCode> {
-    let scope = SqlScope { default_schema: "app".into(), schemas: vec!["app".into()] };
+    let scope = SqlScope {
+        default_schema: "app".into(),
+        schemas: vec!["app".into()],
+    };
     let mut all = Vec::with_capacity(iterations * GUARD_CORPUS.len());
     println!("guard verdict time, {iterations} iterations per statement (PostgreSQL dialect)");
-    println!("{:>9} {:>9} {:>9}  statement", "p50 µs", "p99 µs", "verdict");
+    println!(
+        "{:>9} {:>9} {:>9}  statement",
+        "p50 µs", "p99 µs", "verdict"
+    );
     for sql in GUARD_CORPUS {
         let mut times = Vec::with_capacity(iterations);
         let mut approved = false;
@@ -102,8 +112,15 @@ fn bench_guard(iterations: usize) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench_query(url: &str, iterations: usize, _config_dir: &Path) -> anyhow::Result<ExitCode> {
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.context("connecting")?;
-    let schema = format!("inv_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .context("connecting")?;
+    let schema = format!(
+        "inv_bench_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     admin
         .execute(
             format!(
@@ -115,30 +132,51 @@ async fn bench_query(url: &str, iterations: usize, _config_dir: &Path) -> anyhow
         )
         .await?;
     let result = bench_query_inner(url, &schema, iterations, &admin).await;
-    let _ = admin.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await;
+    let _ = admin
+        .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await;
     result
 }
 
-async fn bench_query_inner(url: &str, schema: &str, iterations: usize, admin: &sqlx::PgPool) -> anyhow::Result<ExitCode> {
+async fn bench_query_inner(
+    url: &str,
+    schema: &str,
+    iterations: usize,
+    admin: &sqlx::PgPool,
+) -> anyhow::Result<ExitCode> {
     let parsed: url_parts::Parts = url_parts::parse(url)?;
     let sources_yaml = format!(
         "data_sources:\n  databases:\n    - {{name: bench, type: postgresql, host: {}, port: {}, database: {}, username: {}, squad: bench, schemas: [{schema}]}}\n",
         parsed.host, parsed.port, parsed.database, parsed.user
     );
     let squads_yaml = "squads:\n  bench:\n    members: {slack: [UBENCH]}\n";
-    let config = config::parse("bench-sources.yaml", &sources_yaml, "bench-squads.yaml", Some(squads_yaml), &ProcessEnv)?;
+    let config = config::parse(
+        "bench-sources.yaml",
+        &sources_yaml,
+        "bench-squads.yaml",
+        Some(squads_yaml),
+        &ProcessEnv,
+    )?;
     let dir = tempfile_dir()?;
     let store = Store::open(&dir.join("bench.db").display().to_string()).await?;
-    let gate = Gate::new(Sources::build(&config, &Registry::builtin(), &BuildContext::default()), store);
+    let gate = Gate::new(
+        Sources::build(&config, &Registry::builtin(), &BuildContext::default()),
+        store,
+    );
     let access = access::resolve(&config, &Principal::new(Transport::Slack, "UBENCH"))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let sql = "SELECT status, count(*), sum(amount) FROM orders WHERE id <= 500 GROUP BY status";
-    let qualified = format!("SELECT status, count(*), sum(amount) FROM {schema}.orders WHERE id <= 500 GROUP BY status");
+    let qualified = format!(
+        "SELECT status, count(*), sum(amount) FROM {schema}.orders WHERE id <= 500 GROUP BY status"
+    );
     let ctx = CallContext::default();
     // Warm both paths (connections, plans).
     for _ in 0..20 {
         sqlx::query(&qualified).fetch_all(admin).await?;
-        let _ = gate.call(&access, "bench", "run_query", &json!({ "sql": sql }), &ctx).await.result?;
+        let _ = gate
+            .call(&access, "bench", "run_query", &json!({ "sql": sql }), &ctx)
+            .await
+            .result?;
     }
     let mut raw = Vec::with_capacity(iterations);
     let mut ours = Vec::with_capacity(iterations);
@@ -147,14 +185,25 @@ async fn bench_query_inner(url: &str, schema: &str, iterations: usize, admin: &s
         sqlx::query(&qualified).fetch_all(admin).await?;
         raw.push(started.elapsed());
         let started = Instant::now();
-        let _ = gate.call(&access, "bench", "run_query", &json!({ "sql": sql }), &ctx).await.result?;
+        let _ = gate
+            .call(&access, "bench", "run_query", &json!({ "sql": sql }), &ctx)
+            .await
+            .result?;
         ours.push(started.elapsed());
     }
     raw.sort();
     ours.sort();
-    println!("query overhead, {iterations} iterations, same statement, PostgreSQL at {}:{}", parsed.host, parsed.port);
+    println!(
+        "query overhead, {iterations} iterations, same statement, PostgreSQL at {}:{}",
+        parsed.host, parsed.port
+    );
     println!("{:<34} {:>9} {:>9}", "path", "p50 µs", "p99 µs");
-    println!("{:<34} {:>9.0} {:>9.0}", "raw sqlx (pool, fetch_all)", micros(percentile(&raw, 0.5)), micros(percentile(&raw, 0.99)));
+    println!(
+        "{:<34} {:>9.0} {:>9.0}",
+        "raw sqlx (pool, fetch_all)",
+        micros(percentile(&raw, 0.5)),
+        micros(percentile(&raw, 0.99))
+    );
     println!(
         "{:<34} {:>9.0} {:>9.0}",
         "investigator (access+guard+tx+audit)",
@@ -171,7 +220,10 @@ async fn bench_query_inner(url: &str, schema: &str, iterations: usize, admin: &s
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("investigator-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "investigator-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -197,6 +249,11 @@ mod url_parts {
             Some((h, p)) => (h.to_string(), p.parse()?),
             None => (hostport.to_string(), 5432),
         };
-        Ok(Parts { user, host, port, database: database.split('?').next().unwrap_or("postgres").to_string() })
+        Ok(Parts {
+            user,
+            host,
+            port,
+            database: database.split('?').next().unwrap_or("postgres").to_string(),
+        })
     }
 }

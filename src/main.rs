@@ -13,9 +13,9 @@ use investigator::access::{self, Principal};
 use investigator::app::{App, ModelChoice};
 use investigator::chat::render;
 use investigator::chat::terminal::ProgressPrinter;
-use investigator::engine::Conversation;
 use investigator::config::{self, interpolate::ProcessEnv, Config, MasterKey};
 use investigator::demo;
+use investigator::engine::Conversation;
 use investigator::engine::Gate;
 use investigator::evidence::Content;
 use investigator::sources::{BuildContext, CallContext, Registry, Sources};
@@ -24,13 +24,27 @@ use investigator::store::{audit, Store};
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "investigator", version, about = "Investigates production problems for squads, read-only and audited")]
+#[command(
+    name = "investigator",
+    version,
+    about = "Investigates production problems for squads, read-only and audited"
+)]
 struct Cli {
     /// Configuration directory (sources.yaml, squads.yaml).
-    #[arg(long, global = true, env = "INVESTIGATOR_CONFIG", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "INVESTIGATOR_CONFIG",
+        default_value = "config"
+    )]
     config: PathBuf,
     /// Store location: a SQLite file path (created if missing).
-    #[arg(long, global = true, env = "INVESTIGATOR_STORE", default_value = "data/investigator.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "INVESTIGATOR_STORE",
+        default_value = "data/investigator.db"
+    )]
     store: String,
     #[command(subcommand)]
     command: Command,
@@ -166,7 +180,10 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -185,7 +202,10 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INVESTIGATOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -195,29 +215,68 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli.config)?;
             show_sources(&config, &principal, channel.as_deref())
         }
-        Command::Query { source, sql, principal, channel, format, max_rows } => {
+        Command::Query {
+            source,
+            sql,
+            principal,
+            channel,
+            format,
+            max_rows,
+        } => {
             let config = load_config(&cli.config)?;
-            let store = Store::open(&cli.store).await.with_context(|| format!("opening the store {}", cli.store))?;
-            query(&config, store, &source, &sql, &principal, channel.as_deref(), format, max_rows).await
+            let store = Store::open(&cli.store)
+                .await
+                .with_context(|| format!("opening the store {}", cli.store))?;
+            query(
+                &config,
+                store,
+                &source,
+                &sql,
+                &principal,
+                channel.as_deref(),
+                format,
+                max_rows,
+            )
+            .await
         }
-        Command::Ask { question, principal, channel, offline, evidence_dir } => {
+        Command::Ask {
+            question,
+            principal,
+            channel,
+            offline,
+            evidence_dir,
+        } => {
             let app = build_app(&cli.config, &cli.store, offline).await?;
             let principal = principal_of(&principal, channel.as_deref())?;
             ask(&app, &principal, &question, evidence_dir).await
         }
-        Command::Chat { principal, channel, offline } => {
+        Command::Chat {
+            principal,
+            channel,
+            offline,
+        } => {
             let app = build_app(&cli.config, &cli.store, offline).await?;
             let principal = principal_of(&principal, channel.as_deref())?;
             chat(&app, &principal).await
         }
         Command::Secrets { command } => secrets(command),
         Command::Audit { command } => {
-            let store = Store::open(&cli.store).await.with_context(|| format!("opening the store {}", cli.store))?;
+            let store = Store::open(&cli.store)
+                .await
+                .with_context(|| format!("opening the store {}", cli.store))?;
             audit_command(&store, command).await
         }
         Command::Bench { command } => bench::run(command, &cli.config).await,
-        Command::Demo { command: Some(command), .. } => demo_command(command).await,
-        Command::Demo { command: None, dir, question, evidence_dir } => {
+        Command::Demo {
+            command: Some(command),
+            ..
+        } => demo_command(command).await,
+        Command::Demo {
+            command: None,
+            dir,
+            question,
+            evidence_dir,
+        } => {
             // The demo answers as a member of the demo squad, in its channel.
             let app = build_app(&dir, &cli.store, false).await?;
             let principal = Principal::parse("slack:U0DEMO")?.with_channel_text("slack:C0DEMO")?;
@@ -298,7 +357,11 @@ async fn check(dir: &std::path::Path, no_connect: bool) -> anyhow::Result<ExitCo
                 Some(source) => {
                     let health = source.health().await;
                     if health.ok {
-                        format!("ok ({} ms) {}", health.latency_ms, first_line(&health.detail))
+                        format!(
+                            "ok ({} ms) {}",
+                            health.latency_ms,
+                            first_line(&health.detail)
+                        )
                     } else {
                         failed = true;
                         format!("FAILED: {}", first_line(&health.detail))
@@ -308,7 +371,10 @@ async fn check(dir: &std::path::Path, no_connect: bool) -> anyhow::Result<ExitCo
                     failed = true;
                     format!(
                         "FAILED: {}",
-                        sources.unavailable(&entry.name).map(|u| u.to_string()).unwrap_or_default()
+                        sources
+                            .unavailable(&entry.name)
+                            .map(|u| u.to_string())
+                            .unwrap_or_default()
                     )
                 }
             }
@@ -318,11 +384,19 @@ async fn check(dir: &std::path::Path, no_connect: bool) -> anyhow::Result<ExitCo
         rows.push(vec![entry.name.clone(), kind.to_string(), owner, status]);
     }
     print_grid(&["source", "kind", "owner", "status"], &rows);
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn build_app(config: &std::path::Path, store: &str, offline: bool) -> anyhow::Result<App> {
-    let choice = if offline { ModelChoice::Offline } else { ModelChoice::Auto };
+    let choice = if offline {
+        ModelChoice::Offline
+    } else {
+        ModelChoice::Auto
+    };
     let app = App::build(config, store, choice, &ProcessEnv).await?;
     for warning in &app.config.warnings {
         eprintln!("warning: {warning}");
@@ -332,7 +406,10 @@ async fn build_app(config: &std::path::Path, store: &str, offline: bool) -> anyh
 }
 
 fn new_conversation() -> Conversation {
-    Conversation { id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(), ..Conversation::default() }
+    Conversation {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        ..Conversation::default()
+    }
 }
 
 /// Runs one question, prints the report, writes the evidence; returns the exit code.
@@ -351,17 +428,32 @@ async fn answer(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let markdown = render::report_markdown(question, &outcome.report, &conversation.evidence, Some(&outcome));
+    let markdown = render::report_markdown(
+        question,
+        &outcome.report,
+        &conversation.evidence,
+        Some(&outcome),
+    );
     println!("{markdown}");
     let dir = evidence_dir.unwrap_or_else(|| PathBuf::from("evidence-out").join(&conversation.id));
     let report_json = serde_json::to_value(&outcome.report)?;
-    let files = investigator::evidence::export::write_dir(&dir, &conversation.evidence, &report_json, &markdown)
-        .with_context(|| format!("writing evidence to {}", dir.display()))?;
+    let files = investigator::evidence::export::write_dir(
+        &dir,
+        &conversation.evidence,
+        &report_json,
+        &markdown,
+    )
+    .with_context(|| format!("writing evidence to {}", dir.display()))?;
     println!("evidence: {} file(s) in {}", files.len(), dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ask(app: &App, principal: &Principal, question: &str, evidence_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn ask(
+    app: &App,
+    principal: &Principal,
+    question: &str,
+    evidence_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let mut conversation = new_conversation();
     answer(app, principal, &mut conversation, question, evidence_dir).await
 }
@@ -414,7 +506,11 @@ fn print_grid(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -432,7 +528,11 @@ fn principal_of(principal: &str, channel: Option<&str>) -> anyhow::Result<Princi
     Ok(p)
 }
 
-fn show_sources(config: &Config, principal: &str, channel: Option<&str>) -> anyhow::Result<ExitCode> {
+fn show_sources(
+    config: &Config,
+    principal: &str,
+    channel: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let principal = principal_of(principal, channel)?;
     let access = match access::resolve(config, &principal) {
         Ok(access) => access,
@@ -441,7 +541,11 @@ fn show_sources(config: &Config, principal: &str, channel: Option<&str>) -> anyh
             return Ok(ExitCode::FAILURE);
         }
     };
-    println!("{} is in squad(s): {}", access.principal, access.squads.join(", "));
+    println!(
+        "{} is in squad(s): {}",
+        access.principal,
+        access.squads.join(", ")
+    );
     if let (Some(channel), Some(squad)) = (&access.channel, &access.channel_squad) {
         println!("channel {channel} is bound to squad {squad}: only its sources apply here");
     }
@@ -452,7 +556,14 @@ fn show_sources(config: &Config, principal: &str, channel: Option<&str>) -> anyh
     let rows: Vec<Vec<String>> = access
         .grants
         .values()
-        .map(|g| vec![g.source.clone(), g.kind.to_string(), g.scope_summary(), g.reasons.join("; ")])
+        .map(|g| {
+            vec![
+                g.source.clone(),
+                g.kind.to_string(),
+                g.scope_summary(),
+                g.reasons.join("; "),
+            ]
+        })
         .collect();
     print_grid(&["source", "kind", "scope", "why"], &rows);
     Ok(ExitCode::SUCCESS)
@@ -470,20 +581,25 @@ async fn query(
     max_rows: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let principal = principal_of(principal, channel)?;
-    let access = match access::resolve(config, &principal) {
-        Ok(access) => access,
-        Err(denial) => {
-            eprintln!("refused: {denial}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
     let sources = Sources::build(config, &Registry::builtin(), &build_context(config)?);
     let gate = Gate::new(sources, store);
     let mut args = json!({ "sql": sql });
     if let Some(n) = max_rows {
         args["max_rows"] = json!(n);
     }
-    let outcome = gate.call(&access, source, "run_query", &args, &CallContext::default()).await;
+    let access = match access::resolve(config, &principal) {
+        Ok(access) => access,
+        Err(denial) => {
+            let line = format!("refused: {denial}");
+            gate.record_denied(&principal, source, "run_query", &args, &line)
+                .await?;
+            eprintln!("{line}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let outcome = gate
+        .call(&access, source, "run_query", &args, &CallContext::default())
+        .await;
     let output = match outcome.result {
         Ok(output) => output,
         Err(err) => {
@@ -499,8 +615,16 @@ async fn query(
     match format {
         Format::Table => {
             write!(out, "{}", table.to_text(60))?;
-            let total = table.total_rows.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
-            writeln!(out, "({} row(s) shown, {total} total, {} ms)", table.rows.len(), outcome.duration_ms)?;
+            let total = table
+                .total_rows
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            writeln!(
+                out,
+                "({} row(s) shown, {total} total, {} ms)",
+                table.rows.len(),
+                outcome.duration_ms
+            )?;
         }
         Format::Json => {
             let body = json!({
@@ -540,7 +664,10 @@ fn secrets(command: SecretsCommand) -> anyhow::Result<ExitCode> {
                     }
                     let mut text = String::new();
                     std::io::stdin().read_to_string(&mut text)?;
-                    text.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&text).to_string()
+                    text.strip_suffix('\n')
+                        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                        .unwrap_or(&text)
+                        .to_string()
                 }
             };
             if value.is_empty() {
@@ -564,7 +691,10 @@ async fn audit_command(store: &Store, command: AuditCommand) -> anyhow::Result<E
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("audit log FAILED verification ({} entries):", report.entries);
+                println!(
+                    "audit log FAILED verification ({} entries):",
+                    report.entries
+                );
                 for problem in &report.problems {
                     println!("  {problem}");
                 }

@@ -63,7 +63,11 @@ pub struct Principal {
 
 impl Principal {
     pub fn new(transport: Transport, user: impl Into<String>) -> Self {
-        Principal { transport, user: user.into(), channel: None }
+        Principal {
+            transport,
+            user: user.into(),
+            channel: None,
+        }
     }
 
     pub fn in_channel(mut self, channel: impl Into<String>) -> Self {
@@ -73,20 +77,25 @@ impl Principal {
 
     /// Parses `slack:U123`.
     pub fn parse(text: &str) -> Result<Self> {
-        let (transport, user) = split_id(text).ok_or_else(|| Error::BadPrincipal(text.to_string()))?;
+        let (transport, user) =
+            split_id(text).ok_or_else(|| Error::BadPrincipal(text.to_string()))?;
         Ok(Principal::new(transport, user))
     }
 
     /// Parses `slack:C123` as this principal's channel; the transport must match.
     pub fn with_channel_text(self, text: &str) -> Result<Self> {
         match split_id(text) {
-            Some((transport, channel)) if transport == self.transport => Ok(self.in_channel(channel)),
+            Some((transport, channel)) if transport == self.transport => {
+                Ok(self.in_channel(channel))
+            }
             _ => Err(Error::BadChannel(text.to_string())),
         }
     }
 
     pub fn channel_label(&self) -> Option<String> {
-        self.channel.as_ref().map(|c| format!("{}:{c}", self.transport.as_str()))
+        self.channel
+            .as_ref()
+            .map(|c| format!("{}:{c}", self.transport.as_str()))
     }
 }
 
@@ -191,8 +200,14 @@ impl Access {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Denial {
-    UnknownUser { principal: String },
-    NotInChannelSquad { principal: String, channel: String, squad: String },
+    UnknownUser {
+        principal: String,
+    },
+    NotInChannelSquad {
+        principal: String,
+        channel: String,
+        squad: String,
+    },
 }
 
 impl fmt::Display for Denial {
@@ -237,7 +252,9 @@ pub fn resolve_squads(
     member_of: BTreeSet<String>,
 ) -> std::result::Result<Access, Denial> {
     if member_of.is_empty() {
-        return Err(Denial::UnknownUser { principal: principal.to_string() });
+        return Err(Denial::UnknownUser {
+            principal: principal.to_string(),
+        });
     }
     let channel_squad = principal.channel.as_ref().and_then(|channel| {
         config.squads.iter().find_map(|(name, squad)| {
@@ -292,14 +309,22 @@ pub fn grants_for(config: &Config, squads: &[String]) -> BTreeMap<String, Source
                 ));
             }
         }
-        let Some(squad_config) = config.squads.get(squad) else { continue };
+        let Some(squad_config) = config.squads.get(squad) else {
+            continue;
+        };
         for grant_config in &squad_config.grants {
-            if config.source(&grant_config.source).is_some_and(|s| s.enabled) {
-                contributions.entry(grant_config.source.clone()).or_default().push((
-                    squad.clone(),
-                    format!("granted to squad {squad}"),
-                    grant_config.clone(),
-                ));
+            if config
+                .source(&grant_config.source)
+                .is_some_and(|s| s.enabled)
+            {
+                contributions
+                    .entry(grant_config.source.clone())
+                    .or_default()
+                    .push((
+                        squad.clone(),
+                        format!("granted to squad {squad}"),
+                        grant_config.clone(),
+                    ));
             }
         }
     }
@@ -355,7 +380,11 @@ fn combine(lists: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<Strin
         all.extend(list?);
     }
     let mut seen = BTreeSet::new();
-    Some(all.into_iter().filter(|s| seen.insert(s.to_ascii_lowercase())).collect())
+    Some(
+        all.into_iter()
+            .filter(|s| seen.insert(s.to_ascii_lowercase()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -90,7 +90,9 @@ fn names(access: &Access) -> Vec<&str> {
 #[test]
 fn unknown_user_is_denied_with_how_to_get_access() {
     let denial = resolve(&config(), &slack("U_NOBODY")).err();
-    let Some(denial) = denial else { panic!("expected denial") };
+    let Some(denial) = denial else {
+        panic!("expected denial")
+    };
     assert!(matches!(denial, Denial::UnknownUser { .. }));
     assert!(denial.to_string().contains("squads.yaml"));
 }
@@ -99,11 +101,30 @@ fn unknown_user_is_denied_with_how_to_get_access() {
 fn member_gets_owned_and_granted_sources_only() {
     let access = resolve(&config(), &slack("U_PAY")).expect("allowed");
     assert_eq!(access.squads, vec!["payment"]);
-    assert_eq!(names(&access), vec!["elasticsearch", "kubernetes", "payments_db", "shared_db"]);
-    assert_eq!(access.grant("payments_db").and_then(|g| g.schemas.clone()), Some(vec!["app".into(), "reporting".into()]));
-    assert_eq!(access.grant("shared_db").and_then(|g| g.schemas.clone()), Some(vec!["finance".into()]));
-    assert_eq!(access.grant("elasticsearch").and_then(|g| g.indices.clone()), Some(vec!["logs-payment-*".into()]));
-    assert_eq!(access.grant("kubernetes").and_then(|g| g.namespaces.clone()), Some(vec!["payment".into()]));
+    assert_eq!(
+        names(&access),
+        vec!["elasticsearch", "kubernetes", "payments_db", "shared_db"]
+    );
+    assert_eq!(
+        access.grant("payments_db").and_then(|g| g.schemas.clone()),
+        Some(vec!["app".into(), "reporting".into()])
+    );
+    assert_eq!(
+        access.grant("shared_db").and_then(|g| g.schemas.clone()),
+        Some(vec!["finance".into()])
+    );
+    assert_eq!(
+        access
+            .grant("elasticsearch")
+            .and_then(|g| g.indices.clone()),
+        Some(vec!["logs-payment-*".into()])
+    );
+    assert_eq!(
+        access
+            .grant("kubernetes")
+            .and_then(|g| g.namespaces.clone()),
+        Some(vec!["payment".into()])
+    );
     assert!(access.grant("users_db").is_none());
 }
 
@@ -120,7 +141,13 @@ fn member_of_two_squads_gets_the_union_outside_squad_channels() {
     assert!(access.grant("payments_db").is_some());
     assert!(access.grant("users_db").is_some());
     let es = access.grant("elasticsearch").expect("es");
-    assert_eq!(es.indices, Some(vec!["logs-payment-*".to_string(), "logs-user-*".to_string()]));
+    assert_eq!(
+        es.indices,
+        Some(vec![
+            "logs-payment-*".to_string(),
+            "logs-user-*".to_string()
+        ])
+    );
     // user's grant on shared_db is unnarrowed: the whole allowlist wins over payment's `finance`.
     assert_eq!(
         access.grant("shared_db").and_then(|g| g.schemas.clone()),
@@ -134,22 +161,39 @@ fn squad_channel_narrows_a_multi_squad_member_to_that_squad() {
     let access = resolve(&config(), &slack("U_BOTH").in_channel("C_USER")).expect("allowed");
     assert_eq!(access.squads, vec!["user"]);
     assert_eq!(access.channel_squad.as_deref(), Some("user"));
-    assert!(access.grant("payments_db").is_none(), "payment's database leaked into user's channel");
-    assert_eq!(access.grant("elasticsearch").and_then(|g| g.indices.clone()), Some(vec!["logs-user-*".into()]));
+    assert!(
+        access.grant("payments_db").is_none(),
+        "payment's database leaked into user's channel"
+    );
+    assert_eq!(
+        access
+            .grant("elasticsearch")
+            .and_then(|g| g.indices.clone()),
+        Some(vec!["logs-user-*".into()])
+    );
 
     let access = resolve(&config(), &slack("U_BOTH").in_channel("C_PAY")).expect("allowed");
     assert_eq!(access.squads, vec!["payment"]);
     assert!(access.grant("users_db").is_none());
-    assert_eq!(access.grant("shared_db").and_then(|g| g.schemas.clone()), Some(vec!["finance".into()]));
+    assert_eq!(
+        access.grant("shared_db").and_then(|g| g.schemas.clone()),
+        Some(vec!["finance".into()])
+    );
 }
 
 #[test]
 fn non_member_in_a_squad_channel_is_denied() {
     let denial = resolve(&config(), &slack("U_PAY").in_channel("C_USER")).err();
-    assert!(matches!(denial, Some(Denial::NotInChannelSquad { ref squad, .. }) if squad == "user"), "{denial:?}");
+    assert!(
+        matches!(denial, Some(Denial::NotInChannelSquad { ref squad, .. }) if squad == "user"),
+        "{denial:?}"
+    );
     // The refusal names the channel's squad only, nothing of what it holds.
     let text = denial.map(|d| d.to_string()).unwrap_or_default();
-    assert!(!text.contains("users_db") && !text.contains("logs-"), "{text}");
+    assert!(
+        !text.contains("users_db") && !text.contains("logs-"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -163,13 +207,21 @@ fn unbound_channel_and_dm_keep_all_squads() {
 fn transports_do_not_mix() {
     // A Slack id listed under slack does not work on Discord, and channel ids are per transport.
     assert!(resolve(&config(), &Principal::new(Transport::Discord, "U_PAY")).is_err());
-    let access = resolve(&config(), &Principal::new(Transport::Discord, "1001")).expect("discord member");
+    let access =
+        resolve(&config(), &Principal::new(Transport::Discord, "1001")).expect("discord member");
     assert_eq!(access.squads, vec!["payment"]);
     // Discord channel 2002 is user's; payment member there is refused.
-    let denial = resolve(&config(), &Principal::new(Transport::Discord, "1001").in_channel("2002"));
+    let denial = resolve(
+        &config(),
+        &Principal::new(Transport::Discord, "1001").in_channel("2002"),
+    );
     assert!(denial.is_err());
     // Slack channel C_USER does not bind a Discord channel of the same id.
-    let access = resolve(&config(), &Principal::new(Transport::Discord, "1001").in_channel("C_USER")).expect("allowed");
+    let access = resolve(
+        &config(),
+        &Principal::new(Transport::Discord, "1001").in_channel("C_USER"),
+    )
+    .expect("allowed");
     assert_eq!(access.squads, vec!["payment"]);
 }
 
@@ -177,7 +229,10 @@ fn transports_do_not_mix() {
 fn api_key_names_are_principals() {
     let access = resolve(&config(), &Principal::new(Transport::Api, "payment-ci")).expect("key");
     assert_eq!(access.squads, vec!["payment"]);
-    assert!(resolve(&config(), &Principal::new(Transport::Api, "k-pay")).is_err(), "the key value is not its name");
+    assert!(
+        resolve(&config(), &Principal::new(Transport::Api, "k-pay")).is_err(),
+        "the key value is not its name"
+    );
 }
 
 #[test]
@@ -189,15 +244,23 @@ fn squad_without_sources_gets_nothing() {
 
 #[test]
 fn principal_parsing() {
-    assert_eq!(Principal::parse("slack:U1").map(|p| p.to_string()), Ok("slack:U1".to_string()));
-    assert_eq!(Principal::parse("SLACK:U1").map(|p| p.transport), Ok(Transport::Slack));
+    assert_eq!(
+        Principal::parse("slack:U1").map(|p| p.to_string()),
+        Ok("slack:U1".to_string())
+    );
+    assert_eq!(
+        Principal::parse("SLACK:U1").map(|p| p.transport),
+        Ok(Transport::Slack)
+    );
     assert!(Principal::parse("U1").is_err());
     assert!(Principal::parse("irc:U1").is_err());
     assert!(Principal::parse("slack:").is_err());
     assert!(Principal::parse("slack:U 1").is_err());
     let p = Principal::parse("slack:U1").and_then(|p| p.with_channel_text("slack:C1"));
     assert_eq!(p.map(|p| p.channel), Ok(Some("C1".to_string())));
-    assert!(Principal::parse("slack:U1").and_then(|p| p.with_channel_text("discord:C1")).is_err());
+    assert!(Principal::parse("slack:U1")
+        .and_then(|p| p.with_channel_text("discord:C1"))
+        .is_err());
 }
 
 proptest::proptest! {

@@ -12,17 +12,29 @@ fn ids(list: &[String]) -> String {
 }
 
 /// Markdown: readable in a terminal and in a file.
-pub fn report_markdown(question: &str, report: &Report, evidence: &EvidenceLog, outcome: Option<&Outcome>) -> String {
+pub fn report_markdown(
+    question: &str,
+    report: &Report,
+    evidence: &EvidenceLog,
+    outcome: Option<&Outcome>,
+) -> String {
     let mut out = format!("# Investigation: {question}\n\n");
     if report.partial {
         out.push_str(&format!(
             "> **Partial report**: {}.\n\n",
-            report.partial_reason.clone().unwrap_or_else(|| "the investigation stopped early".into())
+            report
+                .partial_reason
+                .clone()
+                .unwrap_or_else(|| "the investigation stopped early".into())
         ));
     }
     match (&report.kind, &report.findings) {
         (ReportKind::Structured, Some(f)) => {
-            out.push_str(&format!("## Root cause\n\n{}{}\n\n", f.root_cause.summary, ids(&f.root_cause.evidence)));
+            out.push_str(&format!(
+                "## Root cause\n\n{}{}\n\n",
+                f.root_cause.summary,
+                ids(&f.root_cause.evidence)
+            ));
             out.push_str(&format!("**Confidence:** {}\n\n", f.confidence.as_str()));
             if !f.timeline.is_empty() {
                 out.push_str("## Timeline\n\n");
@@ -54,7 +66,9 @@ pub fn report_markdown(question: &str, report: &Report, evidence: &EvidenceLog, 
             }
         }
         (ReportKind::Structured, None) | (ReportKind::Unstructured, _) => {
-            out.push_str("## Answer (unstructured: the model did not submit a structured report)\n\n");
+            out.push_str(
+                "## Answer (unstructured: the model did not submit a structured report)\n\n",
+            );
             out.push_str(report.text.as_deref().unwrap_or("(no answer)"));
             out.push_str("\n\n");
         }

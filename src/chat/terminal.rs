@@ -12,7 +12,9 @@ pub struct ProgressPrinter<W: Write + Send> {
 
 impl<W: Write + Send> ProgressPrinter<W> {
     pub fn new(out: W) -> Self {
-        ProgressPrinter { out: Mutex::new(out) }
+        ProgressPrinter {
+            out: Mutex::new(out),
+        }
     }
 }
 
@@ -20,17 +22,34 @@ impl<W: Write + Send> EventSink for ProgressPrinter<W> {
     fn emit(&self, event: Event) {
         let line = match event {
             Event::ModelCalled { turn } => format!("… thinking (turn {})", turn),
-            Event::ToolStarted { source, tool, arguments, .. } => {
+            Event::ToolStarted {
+                source,
+                tool,
+                arguments,
+                ..
+            } => {
                 let args = arguments.to_string();
                 let args: String = args.chars().take(120).collect();
                 format!("→ {source}.{tool} {args}")
             }
-            Event::ToolFinished { evidence_id, source, tool, ok, rows, duration_ms, error, .. } => {
+            Event::ToolFinished {
+                evidence_id,
+                source,
+                tool,
+                ok,
+                rows,
+                duration_ms,
+                error,
+                ..
+            } => {
                 if ok {
                     let rows = rows.map(|r| format!("{r} row(s), ")).unwrap_or_default();
                     format!("✓ {evidence_id} {source}.{tool}: {rows}{duration_ms} ms")
                 } else {
-                    format!("✗ {evidence_id} {source}.{tool}: {}", error.unwrap_or_default())
+                    format!(
+                        "✗ {evidence_id} {source}.{tool}: {}",
+                        error.unwrap_or_default()
+                    )
                 }
             }
             Event::Finished { partial } => {

@@ -71,14 +71,22 @@ fn missing_field(raw: &str) -> Option<&str> {
 /// Turns serde's messages into ones a person editing YAML understands, and for an
 /// unknown key points the path at the key itself and suggests the closest known one.
 fn refine(path: &str, raw: &str) -> (String, String) {
-    let path = if path == "." { String::new() } else { path.to_string() };
+    let path = if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    };
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let (field, expected) = split_backticked(rest);
         let known = backticked_list(expected);
         let key_path = join_path(&path, &field);
         // serde_path_to_error already includes the unknown key in the path in some
         // versions; avoid doubling it.
-        let key_path = if path.ends_with(&field) { path.clone() } else { key_path };
+        let key_path = if path.ends_with(&field) {
+            path.clone()
+        } else {
+            key_path
+        };
         return (key_path, unknown_message("key", &field, &known));
     }
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
@@ -248,14 +256,19 @@ mod tests {
     fn errors_of(value: Value) -> Vec<String> {
         let mut errors = Vec::new();
         let _ = decode_all::<Db>("f.yaml", "dbs[1]", value, &mut errors);
-        errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect()
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect()
     }
 
     #[test]
     fn reports_every_error_in_one_entry() {
         let errs = errors_of(serde_json::json!({"name": "a", "port": "x", "hots": "h"}));
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("dbs[1].port: expected an integer")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("dbs[1].port: expected an integer")));
         assert!(errs
             .iter()
             .any(|e| e.starts_with("dbs[1].hots: unknown key `hots`, did you mean `host`?")));
@@ -271,7 +284,10 @@ mod tests {
     #[test]
     fn missing_field_is_named() {
         let errs = errors_of(serde_json::json!({"port": 1}));
-        assert_eq!(errs, vec!["dbs[1]: missing required key `name`".to_string()]);
+        assert_eq!(
+            errs,
+            vec!["dbs[1]: missing required key `name`".to_string()]
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ impl HumanDuration {
             "ms" => value / 1000.0,
             "m" | "min" | "mins" => value * 60.0,
             "h" => value * 3600.0,
-            other => return Err(format!("unknown duration unit `{other}` (use ms, s, m or h)")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` (use ms, s, m or h)"
+                ))
+            }
         };
         if !seconds.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&seconds) {
             return Err(format!("duration `{text}` is out of range"));
@@ -61,10 +65,22 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
-        assert_eq!(HumanDuration::parse("30s").map(|d| d.0), Ok(Duration::from_secs(30)));
-        assert_eq!(HumanDuration::parse("500ms").map(|d| d.0), Ok(Duration::from_millis(500)));
-        assert_eq!(HumanDuration::parse("2m").map(|d| d.0), Ok(Duration::from_secs(120)));
-        assert_eq!(HumanDuration::parse("15").map(|d| d.0), Ok(Duration::from_secs(15)));
+        assert_eq!(
+            HumanDuration::parse("30s").map(|d| d.0),
+            Ok(Duration::from_secs(30))
+        );
+        assert_eq!(
+            HumanDuration::parse("500ms").map(|d| d.0),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(
+            HumanDuration::parse("2m").map(|d| d.0),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            HumanDuration::parse("15").map(|d| d.0),
+            Ok(Duration::from_secs(15))
+        );
         assert!(HumanDuration::parse("5 parsecs").is_err());
         assert!(HumanDuration::parse("").is_err());
         assert!(HumanDuration::parse("1e400s").is_err());

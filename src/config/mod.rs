@@ -221,8 +221,10 @@ pub fn parse(
     let decoded = errors.len();
     cross_check(sources_file, squads_file, &mut config, &mut errors);
     // A wrong-typed value was dropped while decoding; do not also report it missing.
-    let reported: BTreeSet<(String, String)> =
-        errors[..decoded].iter().map(|e| (e.file.clone(), e.path.clone())).collect();
+    let reported: BTreeSet<(String, String)> = errors[..decoded]
+        .iter()
+        .map(|e| (e.file.clone(), e.path.clone()))
+        .collect();
     let mut index = 0;
     errors.retain(|e| {
         index += 1;
@@ -235,7 +237,12 @@ pub fn parse(
     }
 }
 
-fn stage_text(file: &str, text: &str, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Option<Value> {
+fn stage_text(
+    file: &str,
+    text: &str,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Value> {
     let text = match interpolate::interpolate(text, file, env) {
         Ok(text) => text,
         Err(problems) => {
@@ -290,7 +297,11 @@ fn expect_mapping(
                 message.push_str(&format!(", did you mean `{best}`?"));
             }
             message.push_str(&format!(" (expected one of: {})", known.join(", ")));
-            errors.push(ConfigError::new(file, decode::join_path(path, &key), message));
+            errors.push(ConfigError::new(
+                file,
+                decode::join_path(path, &key),
+                message,
+            ));
         }
     }
     kept
@@ -311,7 +322,11 @@ fn decode_sources(file: &str, value: Value, errors: &mut Vec<ConfigError>) -> Da
     let mut top = expect_mapping(file, "", value, &["data_sources"], errors);
     let Some(ds) = top.remove("data_sources") else {
         if errors.iter().all(|e| e.file != file) {
-            errors.push(ConfigError::new(file, "", "missing required key `data_sources`"));
+            errors.push(ConfigError::new(
+                file,
+                "",
+                "missing required key `data_sources`",
+            ));
         }
         return DataSources::default();
     };
@@ -331,7 +346,13 @@ fn decode_sources(file: &str, value: Value, errors: &mut Vec<ConfigError>) -> Da
         out.opensearch = decode_all(file, "data_sources.opensearch", v, errors);
     }
     if let Some(v) = one("apm", &mut map) {
-        let mut apm = expect_mapping(file, "data_sources.apm", v, &["datadog", "newrelic"], errors);
+        let mut apm = expect_mapping(
+            file,
+            "data_sources.apm",
+            v,
+            &["datadog", "newrelic"],
+            errors,
+        );
         let datadog = one("datadog", &mut apm)
             .and_then(|v| decode_all(file, "data_sources.apm.datadog", v, errors));
         let newrelic = one("newrelic", &mut apm)
@@ -402,7 +423,11 @@ fn decode_squads(
     };
     map.into_iter()
         .filter_map(|(name, value)| {
-            let value = if value.is_null() { Value::Object(Default::default()) } else { value };
+            let value = if value.is_null() {
+                Value::Object(Default::default())
+            } else {
+                value
+            };
             decode_all::<SquadConfig>(file, &format!("squads.{name}"), value, errors)
                 .map(|squad| (name, squad))
         })
@@ -412,7 +437,13 @@ fn decode_squads(
 fn flatten_sources(ds: DataSources) -> Vec<SourceEntry> {
     let mut out = Vec::new();
     let mut push = |name: String, owner: Option<String>, enabled: bool, path: String, spec| {
-        out.push(SourceEntry { name, owner, enabled, path, spec });
+        out.push(SourceEntry {
+            name,
+            owner,
+            enabled,
+            path,
+            spec,
+        });
     };
     for (i, db) in ds.databases.into_iter().enumerate() {
         push(
@@ -425,36 +456,84 @@ fn flatten_sources(ds: DataSources) -> Vec<SourceEntry> {
     }
     if let Some(c) = ds.bigquery {
         let name = c.name.clone().unwrap_or_else(|| "bigquery".into());
-        push(name, c.squad.clone(), c.enabled, "data_sources.bigquery".into(), SourceSpec::BigQuery(c));
+        push(
+            name,
+            c.squad.clone(),
+            c.enabled,
+            "data_sources.bigquery".into(),
+            SourceSpec::BigQuery(c),
+        );
     }
     if let Some(c) = ds.elasticsearch {
         let name = c.name.clone().unwrap_or_else(|| "elasticsearch".into());
-        push(name, c.squad.clone(), c.enabled, "data_sources.elasticsearch".into(), SourceSpec::Elasticsearch(c));
+        push(
+            name,
+            c.squad.clone(),
+            c.enabled,
+            "data_sources.elasticsearch".into(),
+            SourceSpec::Elasticsearch(c),
+        );
     }
     if let Some(c) = ds.opensearch {
         let name = c.name.clone().unwrap_or_else(|| "opensearch".into());
-        push(name, c.squad.clone(), c.enabled, "data_sources.opensearch".into(), SourceSpec::OpenSearch(c));
+        push(
+            name,
+            c.squad.clone(),
+            c.enabled,
+            "data_sources.opensearch".into(),
+            SourceSpec::OpenSearch(c),
+        );
     }
     if let Some(apm) = ds.apm {
         if let Some(c) = apm.datadog {
             let name = c.name.clone().unwrap_or_else(|| "datadog".into());
-            push(name, c.squad.clone(), c.enabled, "data_sources.apm.datadog".into(), SourceSpec::Datadog(c));
+            push(
+                name,
+                c.squad.clone(),
+                c.enabled,
+                "data_sources.apm.datadog".into(),
+                SourceSpec::Datadog(c),
+            );
         }
         if let Some(c) = apm.newrelic {
             let name = c.name.clone().unwrap_or_else(|| "newrelic".into());
-            push(name, c.squad.clone(), c.enabled, "data_sources.apm.newrelic".into(), SourceSpec::NewRelic(c));
+            push(
+                name,
+                c.squad.clone(),
+                c.enabled,
+                "data_sources.apm.newrelic".into(),
+                SourceSpec::NewRelic(c),
+            );
         }
     }
     if let Some(c) = ds.kubernetes {
         let name = c.name.clone().unwrap_or_else(|| "kubernetes".into());
-        push(name, c.squad.clone(), c.enabled, "data_sources.kubernetes".into(), SourceSpec::Kubernetes(c));
+        push(
+            name,
+            c.squad.clone(),
+            c.enabled,
+            "data_sources.kubernetes".into(),
+            SourceSpec::Kubernetes(c),
+        );
     }
     if let Some(c) = ds.prometheus {
         let name = c.name.clone().unwrap_or_else(|| "prometheus".into());
-        push(name, c.squad.clone(), c.enabled, "data_sources.prometheus".into(), SourceSpec::Prometheus(c));
+        push(
+            name,
+            c.squad.clone(),
+            c.enabled,
+            "data_sources.prometheus".into(),
+            SourceSpec::Prometheus(c),
+        );
     }
     for (i, c) in ds.logfiles.into_iter().enumerate() {
-        push(c.name.clone(), c.squad.clone(), c.enabled, format!("data_sources.logfiles[{i}]"), SourceSpec::Logfile(c));
+        push(
+            c.name.clone(),
+            c.squad.clone(),
+            c.enabled,
+            format!("data_sources.logfiles[{i}]"),
+            SourceSpec::Logfile(c),
+        );
     }
     out
 }
@@ -462,7 +541,9 @@ fn flatten_sources(ds: DataSources) -> Vec<SourceEntry> {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 48
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn valid_id(id: &str) -> bool {
@@ -470,7 +551,12 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Cross-field rules that typed decoding cannot express.
-fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, errors: &mut Vec<ConfigError>) {
+fn cross_check(
+    sources_file: &str,
+    squads_file: &str,
+    config: &mut Config,
+    errors: &mut Vec<ConfigError>,
+) {
     let sf = sources_file;
     let qf = squads_file;
 
@@ -513,7 +599,11 @@ fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, error
         }
         if let Some(owner) = &source.owner {
             if !valid_name(owner) {
-                errors.push(ConfigError::new(sf, format!("{path}.squad"), format!("`{owner}` is not a valid squad name")));
+                errors.push(ConfigError::new(
+                    sf,
+                    format!("{path}.squad"),
+                    format!("`{owner}` is not a valid squad name"),
+                ));
             }
         }
         check_spec(sf, path, &source.spec, errors);
@@ -525,24 +615,44 @@ fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, error
     for (squad_name, squad) in &config.squads {
         let base = format!("squads.{squad_name}");
         if !valid_name(squad_name) {
-            errors.push(ConfigError::new(qf, &base, format!("`{squad_name}` is not a valid squad name (letters, digits, `_` and `-`)")));
+            errors.push(ConfigError::new(
+                qf,
+                &base,
+                format!("`{squad_name}` is not a valid squad name (letters, digits, `_` and `-`)"),
+            ));
         }
-        for (transport, ids) in [("slack", &squad.members.slack), ("discord", &squad.members.discord)] {
+        for (transport, ids) in [
+            ("slack", &squad.members.slack),
+            ("discord", &squad.members.discord),
+        ] {
             for (i, id) in ids.iter().enumerate() {
                 if !valid_id(id) {
-                    errors.push(ConfigError::new(qf, format!("{base}.members.{transport}[{i}]"), "user id must be non-empty and without spaces"));
+                    errors.push(ConfigError::new(
+                        qf,
+                        format!("{base}.members.{transport}[{i}]"),
+                        "user id must be non-empty and without spaces",
+                    ));
                 }
             }
         }
-        for (transport, ids) in [("slack", &squad.channels.slack), ("discord", &squad.channels.discord)] {
+        for (transport, ids) in [
+            ("slack", &squad.channels.slack),
+            ("discord", &squad.channels.discord),
+        ] {
             for (i, id) in ids.iter().enumerate() {
                 let path = format!("{base}.channels.{transport}[{i}]");
                 if !valid_id(id) {
-                    errors.push(ConfigError::new(qf, &path, "channel id must be non-empty and without spaces"));
+                    errors.push(ConfigError::new(
+                        qf,
+                        &path,
+                        "channel id must be non-empty and without spaces",
+                    ));
                     continue;
                 }
                 // A channel speaks for exactly one squad, or isolation would be ambiguous.
-                if let Some(other) = channel_owner.insert((transport.to_string(), id.clone()), squad_name.clone()) {
+                if let Some(other) =
+                    channel_owner.insert((transport.to_string(), id.clone()), squad_name.clone())
+                {
                     if &other != squad_name {
                         errors.push(ConfigError::new(qf, &path, format!("{transport} channel {id} is already bound to squad `{other}`; a channel belongs to one squad")));
                     }
@@ -552,10 +662,21 @@ fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, error
         for (i, key) in squad.api_keys.iter().enumerate() {
             let path = format!("{base}.api_keys[{i}]");
             if !valid_name(&key.name) {
-                errors.push(ConfigError::new(qf, format!("{path}.name"), "api key name must be letters, digits, `_` or `-`"));
+                errors.push(ConfigError::new(
+                    qf,
+                    format!("{path}.name"),
+                    "api key name must be letters, digits, `_` or `-`",
+                ));
             }
             if let Some(other) = key_names.insert(key.name.clone(), squad_name.clone()) {
-                errors.push(ConfigError::new(qf, format!("{path}.name"), format!("api key name `{}` is already used in squad `{other}`", key.name)));
+                errors.push(ConfigError::new(
+                    qf,
+                    format!("{path}.name"),
+                    format!(
+                        "api key name `{}` is already used in squad `{other}`",
+                        key.name
+                    ),
+                ));
             }
             if let Err(message) = key.key.validate() {
                 errors.push(ConfigError::new(qf, format!("{path}.key"), message));
@@ -587,15 +708,32 @@ fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, error
             ] {
                 let Some(values) = present else { continue };
                 if !allowed.contains(&key) {
-                    errors.push(ConfigError::new(qf, format!("{path}.{key}"), format!("`{key}` does not apply to {} source `{}` (it takes: {})", source.spec.kind(), source.name, allowed.join(", "))));
+                    errors.push(ConfigError::new(
+                        qf,
+                        format!("{path}.{key}"),
+                        format!(
+                            "`{key}` does not apply to {} source `{}` (it takes: {})",
+                            source.spec.kind(),
+                            source.name,
+                            allowed.join(", ")
+                        ),
+                    ));
                     continue;
                 }
                 if values.is_empty() {
-                    errors.push(ConfigError::new(qf, format!("{path}.{key}"), "an empty list grants nothing; remove the grant instead"));
+                    errors.push(ConfigError::new(
+                        qf,
+                        format!("{path}.{key}"),
+                        "an empty list grants nothing; remove the grant instead",
+                    ));
                 }
                 for (j, v) in values.iter().enumerate() {
                     if v.trim().is_empty() {
-                        errors.push(ConfigError::new(qf, format!("{path}.{key}[{j}]"), "must not be empty"));
+                        errors.push(ConfigError::new(
+                            qf,
+                            format!("{path}.{key}[{j}]"),
+                            "must not be empty",
+                        ));
                     }
                 }
             }
@@ -608,8 +746,14 @@ fn cross_check(sources_file: &str, squads_file: &str, config: &mut Config, error
                 }
             }
         }
-        if squad.members.slack.is_empty() && squad.members.discord.is_empty() && squad.api_keys.is_empty() && squad.members.slack_usergroups.is_empty() {
-            config.warnings.push(format!("squad `{squad_name}` has no members and no API keys"));
+        if squad.members.slack.is_empty()
+            && squad.members.discord.is_empty()
+            && squad.api_keys.is_empty()
+            && squad.members.slack_usergroups.is_empty()
+        {
+            config.warnings.push(format!(
+                "squad `{squad_name}` has no members and no API keys"
+            ));
         }
     }
 }
@@ -628,7 +772,11 @@ pub fn database_schemas(db: &DatabaseConfig) -> Vec<String> {
 
 fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<ConfigError>) {
     let mut err = |key: &str, message: String| {
-        errors.push(ConfigError::new(file, decode::join_path(path, key), message));
+        errors.push(ConfigError::new(
+            file,
+            decode::join_path(path, key),
+            message,
+        ));
     };
     let secret = |key: &str, value: &Option<SecretRef>, err: &mut dyn FnMut(&str, String)| {
         if let Some(value) = value {
@@ -659,13 +807,25 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 }
                 DatabaseKind::Postgresql | DatabaseKind::Mysql | DatabaseKind::Mariadb => {
                     if db.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                        err("host", format!("a {} database needs `host`", db.kind.as_str()));
+                        err(
+                            "host",
+                            format!("a {} database needs `host`", db.kind.as_str()),
+                        );
                     }
                     if db.database.as_deref().is_none_or(|d| d.trim().is_empty()) {
-                        err("database", format!("a {} database needs `database`", db.kind.as_str()));
+                        err(
+                            "database",
+                            format!("a {} database needs `database`", db.kind.as_str()),
+                        );
                     }
                     if db.path.is_some() {
-                        err("path", format!("`path` applies to sqlite only; use host/port/database for {}", db.kind.as_str()));
+                        err(
+                            "path",
+                            format!(
+                                "`path` applies to sqlite only; use host/port/database for {}",
+                                db.kind.as_str()
+                            ),
+                        );
                     }
                     if db.port == Some(0) {
                         err("port", "port must be between 1 and 65535".into());
@@ -682,22 +842,34 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                     }
                 }
                 if db.kind == DatabaseKind::Sqlite && schemas.iter().any(|s| s != "main") {
-                    err("schemas", "a sqlite database has only the `main` schema".into());
+                    err(
+                        "schemas",
+                        "a sqlite database has only the `main` schema".into(),
+                    );
                 }
             }
             if let Some(rows) = db.max_rows {
                 if !(1..=1_000_000).contains(&rows) {
-                    err("max_rows", format!("expected between 1 and 1000000, found {rows}"));
+                    err(
+                        "max_rows",
+                        format!("expected between 1 and 1000000, found {rows}"),
+                    );
                 }
             }
             if let Some(t) = db.statement_timeout {
                 if t.0.as_millis() < 10 || t.0.as_secs() > 600 {
-                    err("statement_timeout", format!("expected between 10ms and 10m, found {t}"));
+                    err(
+                        "statement_timeout",
+                        format!("expected between 10ms and 10m, found {t}"),
+                    );
                 }
             }
             if let Some(n) = db.max_connections {
                 if !(1..=64).contains(&n) {
-                    err("max_connections", format!("expected between 1 and 64, found {n}"));
+                    err(
+                        "max_connections",
+                        format!("expected between 1 and 64, found {n}"),
+                    );
                 }
             }
             secret("password", &db.password, &mut err);
@@ -713,7 +885,10 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
             for (i, h) in c.hosts.iter().enumerate() {
                 if !(h.starts_with("http://") || h.starts_with("https://")) {
-                    err(&format!("hosts[{i}]"), format!("`{h}` must start with http:// or https://"));
+                    err(
+                        &format!("hosts[{i}]"),
+                        format!("`{h}` must start with http:// or https://"),
+                    );
                 }
             }
             secret("password", &c.password, &mut err);
@@ -729,12 +904,18 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
         }
         SourceSpec::Kubernetes(c) => {
             if c.kubeconfig_path.is_none() && !c.in_cluster {
-                err("kubeconfig_path", "set `kubeconfig_path` or `in_cluster: true`".into());
+                err(
+                    "kubeconfig_path",
+                    "set `kubeconfig_path` or `in_cluster: true`".into(),
+                );
             }
         }
         SourceSpec::Prometheus(c) => {
             if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                err("url", format!("`{}` must start with http:// or https://", c.url));
+                err(
+                    "url",
+                    format!("`{}` must start with http:// or https://", c.url),
+                );
             }
             secret("bearer_token", &c.bearer_token, &mut err);
             secret("password", &c.password, &mut err);
@@ -753,14 +934,30 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 // stand in the file name part.
                 let (dir, name) = p.rsplit_once(['/', '\\']).unwrap_or(("", p.as_str()));
                 if dir.contains('*') {
-                    err(&key, format!("`{p}`: `*` is supported in the file name only, not in directories"));
+                    err(
+                        &key,
+                        format!(
+                            "`{p}`: `*` is supported in the file name only, not in directories"
+                        ),
+                    );
                 } else if name.is_empty() {
-                    err(&key, format!("`{p}` names a directory; add a file name or pattern such as `*.log`"));
+                    err(
+                        &key,
+                        format!(
+                            "`{p}` names a directory; add a file name or pattern such as `*.log`"
+                        ),
+                    );
                 }
             }
             if let Some(format) = &c.format {
                 if !LOGFILE_FORMATS.contains(&format.trim().to_ascii_lowercase().as_str()) {
-                    err("format", format!("unknown format `{format}` (expected: {})", LOGFILE_FORMATS.join(", ")));
+                    err(
+                        "format",
+                        format!(
+                            "unknown format `{format}` (expected: {})",
+                            LOGFILE_FORMATS.join(", ")
+                        ),
+                    );
                 }
             }
             for (key, value) in [
@@ -770,7 +967,10 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 ("service_field", &c.service_field),
             ] {
                 if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                    err(key, "must not be empty; remove it to use the defaults".into());
+                    err(
+                        key,
+                        "must not be empty; remove it to use the defaults".into(),
+                    );
                 }
             }
             if c.max_bytes_scanned == Some(0) {

@@ -3,7 +3,10 @@ use std::collections::HashMap;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn errors(sources: &str, squads: Option<&str>, vars: &[(&str, &str)]) -> Vec<String> {
@@ -20,26 +23,57 @@ pub const BRIEF_SOURCES: &str = include_str!("../../config/examples/brief-source
 #[test]
 fn brief_example_passes_with_its_variables_set() {
     let vars = [("ES_PASSWORD", "pw"), ("DATADOG_API_KEY", "dd")];
-    let config = parse("sources.yaml", BRIEF_SOURCES, "squads.yaml", None, &env(&vars));
+    let config = parse(
+        "sources.yaml",
+        BRIEF_SOURCES,
+        "squads.yaml",
+        None,
+        &env(&vars),
+    );
     let config = match config {
         Ok(c) => c,
         Err(e) => panic!("brief example rejected: {e}"),
     };
     let kinds: Vec<&str> = config.sources.iter().map(|s| s.spec.kind()).collect();
-    assert_eq!(kinds, vec!["postgresql", "mysql", "bigquery", "elasticsearch", "datadog", "kubernetes"]);
+    assert_eq!(
+        kinds,
+        vec![
+            "postgresql",
+            "mysql",
+            "bigquery",
+            "elasticsearch",
+            "datadog",
+            "kubernetes"
+        ]
+    );
     // Squads named only in sources.yaml exist, with a warning that they have no members.
     assert!(config.squads.contains_key("payment") && config.squads.contains_key("user"));
     assert!(config.warnings.iter().any(|w| w.contains("payment")));
-    let Some(SourceSpec::Datadog(dd)) = config.source("datadog").map(|s| &s.spec) else { panic!("datadog") };
-    assert_eq!(dd.app_id.as_ref().map(|a| a.items()), Some(vec!["payment-service".to_string(), "checkout-api".to_string()]));
+    let Some(SourceSpec::Datadog(dd)) = config.source("datadog").map(|s| &s.spec) else {
+        panic!("datadog")
+    };
+    assert_eq!(
+        dd.app_id.as_ref().map(|a| a.items()),
+        Some(vec![
+            "payment-service".to_string(),
+            "checkout-api".to_string()
+        ])
+    );
 }
 
 #[test]
 fn brief_example_without_variables_names_each_missing_one_with_line() {
     let errs = errors(BRIEF_SOURCES, None, &[]);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("ES_PASSWORD") && e.contains("line ")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("DATADOG_API_KEY")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("ES_PASSWORD") && e.contains("line ")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("DATADOG_API_KEY")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -67,20 +101,40 @@ data_sources:
 "#;
     let errs = errors(sources, None, &[]);
     let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
-    assert!(has("data_sources.databases[1].port: expected an integer"), "{errs:#?}");
-    assert!(has("data_sources.databases[1].hots: unknown key `hots`, did you mean `host`?"), "{errs:#?}");
-    assert!(has("data_sources.databases[2].type: unknown value `oracle`"), "{errs:#?}");
+    assert!(
+        has("data_sources.databases[1].port: expected an integer"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("data_sources.databases[1].hots: unknown key `hots`, did you mean `host`?"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("data_sources.databases[2].type: unknown value `oracle`"),
+        "{errs:#?}"
+    );
     assert!(has("data_sources.elasticsearch.hosts[0]"), "{errs:#?}");
     assert!(has("data_sources.kubernetes.kubeconfig_path"), "{errs:#?}");
-    assert!(has("data_sources.databases[1].host: a postgresql database needs `host`"), "{errs:#?}");
+    assert!(
+        has("data_sources.databases[1].host: a postgresql database needs `host`"),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn unknown_top_level_keys_get_did_you_mean() {
     let errs = errors("data_source:\n  databases: []\n", None, &[]);
-    assert!(errs.iter().any(|e| e.contains("unknown key `data_source`, did you mean `data_sources`?")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown key `data_source`, did you mean `data_sources`?")),
+        "{errs:?}"
+    );
     let errs = errors("data_sources:\n  elasticsearh: {}\n", None, &[]);
-    assert!(errs.iter().any(|e| e.contains("did you mean `elasticsearch`?")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("did you mean `elasticsearch`?")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -109,18 +163,42 @@ squads:
 "#;
     let errs = errors(sources, Some(squads), &[]);
     let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
-    assert!(has("squads.pay.grants[0].source: unknown source `db2`, did you mean `db1`?"), "{errs:#?}");
-    assert!(has("squads.pay.grants[1].schemas[0]: schema `other` is not in the `schemas` allowlist"), "{errs:#?}");
-    assert!(has("squads.pay.grants[2].indices: `indices` does not apply to postgresql"), "{errs:#?}");
-    assert!(has("squads.ops.members.slak: unknown key `slak`, did you mean `slack`?"), "{errs:#?}");
+    assert!(
+        has("squads.pay.grants[0].source: unknown source `db2`, did you mean `db1`?"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[1].schemas[0]: schema `other` is not in the `schemas` allowlist"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[2].indices: `indices` does not apply to postgresql"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.ops.members.slak: unknown key `slak`, did you mean `slack`?"),
+        "{errs:#?}"
+    );
     assert!(has("already bound to squad"), "{errs:#?}");
 }
 
 #[test]
 fn sqlite_needs_a_path_and_no_host() {
-    let errs = errors("data_sources:\n  databases:\n    - {name: l, type: sqlite, host: h}\n", None, &[]);
-    assert!(errs.iter().any(|e| e.contains("databases[0].path: a sqlite database needs `path`")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("databases[0].host: `host` does not apply")), "{errs:?}");
+    let errs = errors(
+        "data_sources:\n  databases:\n    - {name: l, type: sqlite, host: h}\n",
+        None,
+        &[],
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("databases[0].path: a sqlite database needs `path`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("databases[0].host: `host` does not apply")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -131,7 +209,10 @@ fn limits_are_range_checked() {
         &[],
     );
     assert!(errs.iter().any(|e| e.contains("max_rows")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("statement_timeout")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("statement_timeout")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -141,13 +222,23 @@ fn duplicate_source_names_are_refused() {
         None,
         &[],
     );
-    assert!(errs.iter().any(|e| e.contains("source name `x` is already used")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("source name `x` is already used")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn secrets_in_config_never_show_in_debug() {
     let sources = "data_sources:\n  databases:\n    - {name: p, type: postgresql, host: h, database: d, password: \"${PG_PW}\"}\n";
-    let config = parse("s", sources, "q", None, &env(&[("PG_PW", "hunter2-very-secret")]));
+    let config = parse(
+        "s",
+        sources,
+        "q",
+        None,
+        &env(&[("PG_PW", "hunter2-very-secret")]),
+    );
     let text = format!("{config:?}");
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use tracing::{info_span, Instrument};
 
 use super::gate::Gate;
-use super::investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Step, ToolRoute};
+use super::investigation::{
+    Budgets, CallOutcome, Investigation, PlannedCall, Setup, Step, ToolRoute,
+};
 use super::report::Report;
 use crate::access::Access;
 use crate::evidence::{EvidenceItem, EvidenceLog};
@@ -36,10 +38,28 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    ModelCalled { turn: u32 },
-    ToolStarted { call_id: String, source: String, tool: String, arguments: serde_json::Value },
-    ToolFinished { call_id: String, evidence_id: String, source: String, tool: String, ok: bool, rows: Option<u64>, duration_ms: u64, error: Option<String> },
-    Finished { partial: bool },
+    ModelCalled {
+        turn: u32,
+    },
+    ToolStarted {
+        call_id: String,
+        source: String,
+        tool: String,
+        arguments: serde_json::Value,
+    },
+    ToolFinished {
+        call_id: String,
+        evidence_id: String,
+        source: String,
+        tool: String,
+        ok: bool,
+        rows: Option<u64>,
+        duration_ms: u64,
+        error: Option<String>,
+    },
+    Finished {
+        partial: bool,
+    },
 }
 
 pub trait EventSink: Send + Sync {
@@ -64,7 +84,11 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { budgets: Budgets::default(), per_source_concurrency: 4, tool_timeout: Duration::from_secs(45) }
+        EngineSettings {
+            budgets: Budgets::default(),
+            per_source_concurrency: 4,
+            tool_timeout: Duration::from_secs(45),
+        }
     }
 }
 
@@ -98,8 +122,19 @@ pub struct Conversation {
 }
 
 impl Engine {
-    pub fn new(gate: Gate, model: Arc<dyn Model>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Self {
-        Engine { gate, model, clock, settings, limits: std::sync::Mutex::new(HashMap::new()) }
+    pub fn new(
+        gate: Gate,
+        model: Arc<dyn Model>,
+        clock: Arc<dyn Clock>,
+        settings: EngineSettings,
+    ) -> Self {
+        Engine {
+            gate,
+            model,
+            clock,
+            settings,
+            limits: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn gate(&self) -> &Gate {
@@ -117,10 +152,21 @@ impl Engine {
             .into_iter()
             .map(|offered| {
                 let name = format!("{}__{}", offered.source, offered.spec.name);
-                let description = format!("[{} source `{}`] {}", offered.kind, offered.source, offered.spec.description);
+                let description = format!(
+                    "[{} source `{}`] {}",
+                    offered.kind, offered.source, offered.spec.description
+                );
                 (
-                    ToolDef { name, description, input_schema: offered.spec.input_schema },
-                    ToolRoute { source: offered.source, kind: offered.kind.to_string(), tool: offered.spec.name },
+                    ToolDef {
+                        name,
+                        description,
+                        input_schema: offered.spec.input_schema,
+                    },
+                    ToolRoute {
+                        source: offered.source,
+                        kind: offered.kind.to_string(),
+                        tool: offered.spec.name,
+                    },
                 )
             })
             .collect()
@@ -139,21 +185,22 @@ impl Engine {
         async move {
             let started = self.clock.now();
             let before = conversation.evidence.len();
-            let mut investigation = Investigation::new(
+            let setup = Setup {
                 system,
-                self.tools_for(access),
-                std::mem::take(&mut conversation.messages),
-                std::mem::take(&mut conversation.evidence),
-                question,
-                self.settings.budgets,
-                self.model.pricing(),
-                started,
-            );
+                tools: self.tools_for(access),
+                history: std::mem::take(&mut conversation.messages),
+                evidence: std::mem::take(&mut conversation.evidence),
+                budgets: self.settings.budgets,
+                pricing: self.model.pricing(),
+            };
+            let mut investigation = Investigation::new(setup, question, started);
             let report = loop {
                 match investigation.next_step(self.clock.now()) {
                     Step::Finished(report) => break report,
                     Step::CallModel(request) => {
-                        events.emit(Event::ModelCalled { turn: investigation.turns() });
+                        events.emit(Event::ModelCalled {
+                            turn: investigation.turns(),
+                        });
                         match self.model.complete(&request).await {
                             Ok(response) => investigation.on_model_response(response),
                             Err(err) => {
@@ -164,23 +211,45 @@ impl Engine {
                     }
                     Step::RunTools(calls) => {
                         let base = investigation.evidence().len();
-                        let outcomes = self.run_calls(access, &conversation.id, base, calls, events).await;
+                        let outcomes = self
+                            .run_calls(access, &conversation.id, base, calls, events)
+                            .await;
                         investigation.on_tool_results(outcomes);
                     }
                 }
             };
-            events.emit(Event::Finished { partial: report.partial });
+            events.emit(Event::Finished {
+                partial: report.partial,
+            });
             let usage = investigation.usage();
             let cost_usd = investigation.cost_usd();
             let turns = investigation.turns();
             let tool_calls = investigation.tool_calls();
             let (messages, evidence) = investigation.into_parts();
-            let new_evidence = evidence.items()[before.min(evidence.len())..].iter().map(|i| i.id.clone()).collect();
+            let new_evidence = evidence.items()[before.min(evidence.len())..]
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
             conversation.messages = messages;
             conversation.evidence = evidence;
             let duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
-            tracing::info!(turns, tool_calls, tokens = usage.total_tokens(), cost_usd, partial = report.partial, "investigation finished");
-            Outcome { report, usage, cost_usd, turns, tool_calls, duration_ms, new_evidence }
+            tracing::info!(
+                turns,
+                tool_calls,
+                tokens = usage.total_tokens(),
+                cost_usd,
+                partial = report.partial,
+                "investigation finished"
+            );
+            Outcome {
+                report,
+                usage,
+                cost_usd,
+                turns,
+                tool_calls,
+                duration_ms,
+                new_evidence,
+            }
         }
         .instrument(span)
         .await
@@ -191,7 +260,9 @@ impl Engine {
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         limits
             .entry(source.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_source_concurrency.max(1))))
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.settings.per_source_concurrency.max(1)))
+            })
             .clone()
     }
 
@@ -216,17 +287,35 @@ impl Engine {
                 });
                 let at = self.clock.now();
                 let timeout = self.settings.tool_timeout;
-                let ctx = CallContext { session_id: Some(session_id.to_string()), timeout };
+                let ctx = CallContext {
+                    session_id: Some(session_id.to_string()),
+                    timeout,
+                };
                 let run = async {
                     let _permit = semaphore.acquire().await;
-                    self.gate.call(access, &call.route.source, &call.route.tool, &call.arguments, &ctx).await
+                    self.gate
+                        .call(
+                            access,
+                            &call.route.source,
+                            &call.route.tool,
+                            &call.arguments,
+                            &ctx,
+                        )
+                        .await
                 };
-                let (content, statement, note, error) = match tokio::time::timeout(timeout, run).await {
+                let (content, statement, note, error) = match tokio::time::timeout(timeout, run)
+                    .await
+                {
                     Ok(outcome) => match outcome.result {
                         Ok(output) => (Some(output.content), output.statement, output.note, None),
                         Err(err) => (None, attempted(&call), None, Some(err.to_string())),
                     },
-                    Err(_) => (None, attempted(&call), None, Some(format!("timed out after {}s", timeout.as_secs()))),
+                    Err(_) => (
+                        None,
+                        attempted(&call),
+                        None,
+                        Some(format!("timed out after {}s", timeout.as_secs())),
+                    ),
                 };
                 let duration_ms = (self.clock.now() - at).num_milliseconds().max(0) as u64;
                 let evidence = EvidenceItem {
@@ -253,13 +342,15 @@ impl Engine {
                     duration_ms,
                     error: evidence.error.clone(),
                 });
-                CallOutcome { tool_use_id: call.tool_use_id, evidence }
+                CallOutcome {
+                    tool_use_id: call.tool_use_id,
+                    evidence,
+                }
             }
         });
         futures::future::join_all(futures).await
     }
 }
-
 
 /// What a failed call tried to run, for the evidence and the report.
 fn attempted(call: &PlannedCall) -> String {

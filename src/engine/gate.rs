@@ -96,6 +96,38 @@ impl Gate {
             .collect()
     }
 
+    /// Audits a request refused before any access could be resolved (unknown
+    /// user, wrong channel): refused queries are audited like any other.
+    pub async fn record_denied(
+        &self,
+        principal: &crate::access::Principal,
+        source_name: &str,
+        tool: &str,
+        args: &Value,
+        reason: &str,
+    ) -> Result<(), CallError> {
+        let record = AuditRecord {
+            at: chrono::Utc::now(),
+            principal: principal.to_string(),
+            channel: principal.channel_label(),
+            squad: None,
+            source: source_name.to_string(),
+            tool: tool.to_string(),
+            statement: clip(&statement_of(tool, args), AUDIT_STATEMENT_MAX),
+            verdict: Verdict::Refused,
+            reason: Some(reason.to_string()),
+            rows: None,
+            duration_ms: Some(0),
+            evidence_id: None,
+            session_id: None,
+        };
+        self.store
+            .append_audit(&record)
+            .await
+            .map(|_| ())
+            .map_err(|e| CallError::Audit(e.to_string()))
+    }
+
     pub async fn call(
         &self,
         access: &Access,

@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use super::report::{self, submit_report_tool, Report, ReportKind, SUBMIT_REPORT};
 use crate::evidence::{compact_for_model, EvidenceItem, EvidenceLog};
-use crate::llm::{ContentBlock, Message, ModelRequest, ModelResponse, Pricing, Role, StopReason, ToolChoice, ToolDef, Usage};
+use crate::llm::{
+    ContentBlock, Message, ModelRequest, ModelResponse, Pricing, Role, StopReason, ToolChoice,
+    ToolDef, Usage,
+};
 
 /// Limits of one investigation. Hitting one ends it with a partial report.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,8 +87,22 @@ enum Phase {
     NeedModel,
     /// Waiting for these calls; `answered` holds results already decided (denied,
     /// malformed) in tool_use order.
-    Running { planned: Vec<PlannedCall>, order: Vec<String>, answered: HashMap<String, (String, bool)> },
+    Running {
+        planned: Vec<PlannedCall>,
+        order: Vec<String>,
+        answered: HashMap<String, (String, bool)>,
+    },
     Done(Report),
+}
+
+/// Everything an investigation starts from besides the question.
+pub struct Setup {
+    pub system: String,
+    pub tools: Vec<(ToolDef, ToolRoute)>,
+    pub history: Vec<Message>,
+    pub evidence: EvidenceLog,
+    pub budgets: Budgets,
+    pub pricing: Pricing,
 }
 
 pub struct Investigation {
@@ -110,17 +127,17 @@ pub struct Investigation {
 }
 
 impl Investigation {
-    /// `history` and `evidence` carry a session's earlier turns into a follow-up.
-    pub fn new(
-        system: String,
-        tools: Vec<(ToolDef, ToolRoute)>,
-        history: Vec<Message>,
-        evidence: EvidenceLog,
-        question: &str,
-        budgets: Budgets,
-        pricing: Pricing,
-        now: DateTime<Utc>,
-    ) -> Self {
+    /// Starts answering `question`; `setup.history` and `setup.evidence` carry a
+    /// session's earlier turns into a follow-up.
+    pub fn new(setup: Setup, question: &str, now: DateTime<Utc>) -> Self {
+        let Setup {
+            system,
+            tools,
+            history,
+            evidence,
+            budgets,
+            pricing,
+        } = setup;
         let mut routes = HashMap::new();
         let mut defs = Vec::new();
         for (def, route) in tools {
@@ -135,7 +152,9 @@ impl Investigation {
         // A finished turn ends with the user's tool results; the question joins
         // that message so roles keep alternating.
         match messages.last_mut() {
-            Some(last) if last.role == Role::User => last.content.push(ContentBlock::Text { text: question.to_string() }),
+            Some(last) if last.role == Role::User => last.content.push(ContentBlock::Text {
+                text: question.to_string(),
+            }),
             Some(_) | None => messages.push(Message::user_text(question)),
         }
         Investigation {
@@ -212,15 +231,28 @@ impl Investigation {
         let (tools, tool_choice) = if last_turn {
             self.final_turn_sent = true;
             if self.budget_hit.is_none() {
-                self.budget_hit = Some(format!("turn budget ({} turns) reached", self.budgets.max_turns));
+                self.budget_hit = Some(format!(
+                    "turn budget ({} turns) reached",
+                    self.budgets.max_turns
+                ));
             }
             let reason = self.budget_hit.clone().unwrap_or_default();
             self.push_user_note(format!(
                 "Budget reached ({reason}). No more tools can run. Call submit_report now with what the evidence shows, and list what was not checked in open_questions."
             ));
-            (vec![submit_report_tool()], Some(ToolChoice::Tool { name: SUBMIT_REPORT.into() }))
+            (
+                vec![submit_report_tool()],
+                Some(ToolChoice::Tool {
+                    name: SUBMIT_REPORT.into(),
+                }),
+            )
         } else if self.asked_for_report {
-            (self.tools.clone(), Some(ToolChoice::Tool { name: SUBMIT_REPORT.into() }))
+            (
+                self.tools.clone(),
+                Some(ToolChoice::Tool {
+                    name: SUBMIT_REPORT.into(),
+                }),
+            )
         } else {
             (self.tools.clone(), Some(ToolChoice::Auto))
         };
@@ -237,16 +269,28 @@ impl Investigation {
     fn exhausted(&self, now: DateTime<Utc>) -> Option<String> {
         let elapsed = (now - self.started).to_std().unwrap_or_default();
         if elapsed >= self.budgets.max_wall {
-            return Some(format!("wall time budget ({}s) reached", self.budgets.max_wall.as_secs()));
+            return Some(format!(
+                "wall time budget ({}s) reached",
+                self.budgets.max_wall.as_secs()
+            ));
         }
         if self.usage.total_tokens() >= self.budgets.max_tokens {
-            return Some(format!("token budget ({} tokens) reached", self.budgets.max_tokens));
+            return Some(format!(
+                "token budget ({} tokens) reached",
+                self.budgets.max_tokens
+            ));
         }
         if self.cost_usd() >= self.budgets.max_cost_usd {
-            return Some(format!("cost budget (${:.2}) reached", self.budgets.max_cost_usd));
+            return Some(format!(
+                "cost budget (${:.2}) reached",
+                self.budgets.max_cost_usd
+            ));
         }
         if self.tool_calls >= self.budgets.max_tool_calls {
-            return Some(format!("tool call budget ({} calls) reached", self.budgets.max_tool_calls));
+            return Some(format!(
+                "tool call budget ({} calls) reached",
+                self.budgets.max_tool_calls
+            ));
         }
         None
     }
@@ -263,9 +307,14 @@ impl Investigation {
         let mut content = response.content;
         if content.is_empty() {
             // The API rejects empty assistant turns in history; keep a placeholder.
-            content.push(ContentBlock::Text { text: "(no content)".into() });
+            content.push(ContentBlock::Text {
+                text: "(no content)".into(),
+            });
         }
-        self.messages.push(Message { role: Role::Assistant, content: content.clone() });
+        self.messages.push(Message {
+            role: Role::Assistant,
+            content: content.clone(),
+        });
         let text: Vec<&str> = content
             .iter()
             .filter_map(|b| match b {
@@ -287,7 +336,9 @@ impl Investigation {
         if uses.is_empty() {
             if response.stop_reason == StopReason::MaxTokens && !self.asked_for_report {
                 self.asked_for_report = true;
-                self.push_user_note("Your answer was cut off. Call submit_report with the findings so far.".into());
+                self.push_user_note(
+                    "Your answer was cut off. Call submit_report with the findings so far.".into(),
+                );
                 self.phase = Phase::NeedModel;
                 return;
             }
@@ -304,7 +355,10 @@ impl Investigation {
             return;
         }
 
-        let report_call = uses.iter().find(|(_, name, _)| name == SUBMIT_REPORT).cloned();
+        let report_call = uses
+            .iter()
+            .find(|(_, name, _)| name == SUBMIT_REPORT)
+            .cloned();
         let mut order = Vec::new();
         let mut answered: HashMap<String, (String, bool)> = HashMap::new();
         let mut planned = Vec::new();
@@ -320,11 +374,19 @@ impl Investigation {
                 Err(problem) => {
                     self.report_fixes += 1;
                     if self.report_fixes > self.budgets.max_report_fixes {
-                        if let Ok(mut findings) = serde_json::from_value::<report::Findings>(input.clone()) {
+                        if let Ok(mut findings) =
+                            serde_json::from_value::<report::Findings>(input.clone())
+                        {
                             let cited = report::strip_invalid(&mut findings, &self.evidence);
                             let mut report = self.structured(findings, cited);
-                            report.not_checked.push("some citations could not be verified and were removed".into());
-                            self.answer_all(&uses, &report_id, "report accepted with invalid citations removed");
+                            report.not_checked.push(
+                                "some citations could not be verified and were removed".into(),
+                            );
+                            self.answer_all(
+                                &uses,
+                                &report_id,
+                                "report accepted with invalid citations removed",
+                            );
                             self.phase = Phase::Done(report);
                             return;
                         }
@@ -349,43 +411,98 @@ impl Investigation {
         for (id, name, input) in uses {
             order.push(id.clone());
             let Some(route) = self.routes.get(&name).cloned() else {
-                answered.insert(id, (format!("tool `{name}` is not available to you; use only the tools offered"), true));
+                answered.insert(
+                    id,
+                    (
+                        format!(
+                            "tool `{name}` is not available to you; use only the tools offered"
+                        ),
+                        true,
+                    ),
+                );
                 continue;
             };
             if !input.is_object() {
-                answered.insert(id, (format!("arguments for `{name}` must be a JSON object"), true));
+                answered.insert(
+                    id,
+                    (
+                        format!("arguments for `{name}` must be a JSON object"),
+                        true,
+                    ),
+                );
                 continue;
             }
             if runnable >= self.budgets.max_calls_per_turn {
-                self.not_checked.push(format!("{}.{} (per-turn call limit)", route.source, route.tool));
-                answered.insert(id, (format!("not run: at most {} tool calls per turn", self.budgets.max_calls_per_turn), true));
+                self.not_checked.push(format!(
+                    "{}.{} (per-turn call limit)",
+                    route.source, route.tool
+                ));
+                answered.insert(
+                    id,
+                    (
+                        format!(
+                            "not run: at most {} tool calls per turn",
+                            self.budgets.max_calls_per_turn
+                        ),
+                        true,
+                    ),
+                );
                 continue;
             }
             if self.tool_calls >= self.budgets.max_tool_calls {
-                self.not_checked.push(format!("{}.{} (tool call budget)", route.source, route.tool));
-                answered.insert(id, ("not run: the tool call budget is exhausted".into(), true));
+                self.not_checked.push(format!(
+                    "{}.{} (tool call budget)",
+                    route.source, route.tool
+                ));
+                answered.insert(
+                    id,
+                    ("not run: the tool call budget is exhausted".into(), true),
+                );
                 continue;
             }
             runnable += 1;
             self.tool_calls += 1;
-            planned.push(PlannedCall { tool_use_id: id, route, arguments: input });
+            planned.push(PlannedCall {
+                tool_use_id: id,
+                route,
+                arguments: input,
+            });
         }
         self.complete_turn(order, answered, planned);
     }
 
-    fn complete_turn(&mut self, order: Vec<String>, answered: HashMap<String, (String, bool)>, planned: Vec<PlannedCall>) {
+    fn complete_turn(
+        &mut self,
+        order: Vec<String>,
+        answered: HashMap<String, (String, bool)>,
+        planned: Vec<PlannedCall>,
+    ) {
         if planned.is_empty() {
             let blocks = order
                 .iter()
                 .map(|id| {
-                    let (content, is_error) = answered.get(id).cloned().unwrap_or_else(|| ("not run".into(), true));
-                    ContentBlock::ToolResult { tool_use_id: id.clone(), content, is_error }
+                    let (content, is_error) = answered
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| ("not run".into(), true));
+                    ContentBlock::ToolResult {
+                        tool_use_id: id.clone(),
+                        content,
+                        is_error,
+                    }
                 })
                 .collect();
-            self.messages.push(Message { role: Role::User, content: blocks });
+            self.messages.push(Message {
+                role: Role::User,
+                content: blocks,
+            });
             self.phase = Phase::NeedModel;
         } else {
-            self.phase = Phase::Running { planned, order, answered };
+            self.phase = Phase::Running {
+                planned,
+                order,
+                answered,
+            };
         }
     }
 
@@ -394,35 +511,53 @@ impl Investigation {
             .iter()
             .map(|(id, _, _)| ContentBlock::ToolResult {
                 tool_use_id: id.clone(),
-                content: if id == report_id { note.to_string() } else { "not run: the report was submitted".into() },
+                content: if id == report_id {
+                    note.to_string()
+                } else {
+                    "not run: the report was submitted".into()
+                },
                 is_error: id != report_id,
             })
             .collect();
-        self.messages.push(Message { role: Role::User, content: blocks });
+        self.messages.push(Message {
+            role: Role::User,
+            content: blocks,
+        });
     }
 
     /// Results of the planned calls, in any order. Missing ones count as failed.
     pub fn on_tool_results(&mut self, outcomes: Vec<CallOutcome>) {
-        let Phase::Running { planned, order, mut answered } = std::mem::replace(&mut self.phase, Phase::NeedModel) else {
+        let Phase::Running {
+            planned,
+            order,
+            mut answered,
+        } = std::mem::replace(&mut self.phase, Phase::NeedModel)
+        else {
             return;
         };
-        let mut by_id: HashMap<String, EvidenceItem> = outcomes.into_iter().map(|o| (o.tool_use_id, o.evidence)).collect();
+        let mut by_id: HashMap<String, EvidenceItem> = outcomes
+            .into_iter()
+            .map(|o| (o.tool_use_id, o.evidence))
+            .collect();
         for call in &planned {
-            let item = by_id.remove(&call.tool_use_id).unwrap_or_else(|| EvidenceItem {
-                id: String::new(),
-                source: call.route.source.clone(),
-                kind: call.route.kind.clone(),
-                tool: call.route.tool.clone(),
-                arguments: call.arguments.clone(),
-                statement: String::new(),
-                at: self.started,
-                duration_ms: 0,
-                content: None,
-                error: Some("no result (the call was lost)".into()),
-                note: None,
-            });
+            let item = by_id
+                .remove(&call.tool_use_id)
+                .unwrap_or_else(|| EvidenceItem {
+                    id: String::new(),
+                    source: call.route.source.clone(),
+                    kind: call.route.kind.clone(),
+                    tool: call.route.tool.clone(),
+                    arguments: call.arguments.clone(),
+                    statement: String::new(),
+                    at: self.started,
+                    duration_ms: 0,
+                    content: None,
+                    error: Some("no result (the call was lost)".into()),
+                    note: None,
+                });
             if let Some(error) = &item.error {
-                self.not_checked.push(format!("{}.{}: {error}", item.source, item.tool));
+                self.not_checked
+                    .push(format!("{}.{}: {error}", item.source, item.tool));
             }
             let failed = !item.ok();
             let id = self.evidence.push(item);
@@ -439,7 +574,9 @@ impl Investigation {
     fn push_user_note(&mut self, note: String) {
         // Merge into a trailing user message (tool results) so roles keep alternating.
         match self.messages.last_mut() {
-            Some(last) if last.role == Role::User => last.content.push(ContentBlock::Text { text: note }),
+            Some(last) if last.role == Role::User => {
+                last.content.push(ContentBlock::Text { text: note })
+            }
             Some(_) | None => self.messages.push(Message::user_text(note)),
         }
     }
@@ -460,7 +597,11 @@ impl Investigation {
         Report {
             kind: ReportKind::Unstructured,
             findings: None,
-            text: Some(if self.last_text.is_empty() { "(the model gave no answer)".into() } else { self.last_text.clone() }),
+            text: Some(if self.last_text.is_empty() {
+                "(the model gave no answer)".into()
+            } else {
+                self.last_text.clone()
+            }),
             partial: self.budget_hit.is_some(),
             partial_reason: self.budget_hit.clone(),
             not_checked: self.not_checked.clone(),
@@ -472,13 +613,20 @@ impl Investigation {
     fn fallback_report(&self) -> Report {
         let mut lines = vec![format!(
             "The investigation stopped before a conclusion ({}).",
-            self.budget_hit.clone().unwrap_or_else(|| "unknown reason".into())
+            self.budget_hit
+                .clone()
+                .unwrap_or_else(|| "unknown reason".into())
         )];
         if self.evidence.is_empty() {
             lines.push("No evidence was gathered.".into());
         } else {
             lines.push("Evidence gathered so far:".into());
-            lines.extend(self.evidence.items().iter().map(|item| format!("- {}", crate::evidence::log::describe(item))));
+            lines.extend(
+                self.evidence
+                    .items()
+                    .iter()
+                    .map(|item| format!("- {}", crate::evidence::log::describe(item))),
+            );
         }
         if !self.last_text.is_empty() {
             lines.push(format!("Last notes from the model: {}", self.last_text));

@@ -8,7 +8,9 @@ pub mod investigation;
 pub mod prompt;
 pub mod report;
 
-pub use driver::{Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock};
+pub use driver::{
+    Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock,
+};
 pub use gate::{CallError, Gate, GateOutcome, OfferedTool};
-pub use investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Step, ToolRoute};
+pub use investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Setup, Step, ToolRoute};
 pub use report::{Confidence, Findings, Report, ReportKind};

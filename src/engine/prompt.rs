@@ -18,7 +18,12 @@ pub fn system_template(dir: Option<&Path>) -> String {
 
 /// Fills the template for one principal. `sources` lines come from the sources'
 /// own descriptions (what the grant reaches), never from other squads.
-pub fn system_prompt(template: &str, access: &Access, source_lines: &[String], now: DateTime<Utc>) -> String {
+pub fn system_prompt(
+    template: &str,
+    access: &Access,
+    source_lines: &[String],
+    now: DateTime<Utc>,
+) -> String {
     let sources = if source_lines.is_empty() {
         "(none: you cannot query anything; say so)".to_string()
     } else {
@@ -26,7 +31,10 @@ pub fn system_prompt(template: &str, access: &Access, source_lines: &[String], n
     };
     template
         .replace("{{squads}}", &access.squads.join(", "))
-        .replace("{{now}}", &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .replace(
+            "{{now}}",
+            &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
         .replace("{{sources}}", &sources)
 }
 

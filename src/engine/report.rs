@@ -142,10 +142,18 @@ pub fn validate(input: &Value, evidence: &EvidenceLog) -> Result<(Findings, Vec<
         check(&format!("timeline[{i}]"), &event.evidence, true);
     }
     for (i, component) in findings.affected_components.iter().enumerate() {
-        check(&format!("affected_components[{i}] ({})", component.name), &component.evidence, true);
+        check(
+            &format!("affected_components[{i}] ({})", component.name),
+            &component.evidence,
+            true,
+        );
     }
     for (i, action) in findings.recommended_actions.iter().enumerate() {
-        check(&format!("recommended_actions[{i}]"), &action.evidence, false);
+        check(
+            &format!("recommended_actions[{i}]"),
+            &action.evidence,
+            false,
+        );
     }
     if findings.root_cause.summary.trim().is_empty() {
         problems.push("root_cause.summary is empty".into());
@@ -166,9 +174,18 @@ pub fn validate(input: &Value, evidence: &EvidenceLog) -> Result<(Findings, Vec<
 pub fn strip_invalid(findings: &mut Findings, evidence: &EvidenceLog) -> Vec<String> {
     let keep = |ids: &mut Vec<String>| ids.retain(|id| evidence.contains(id));
     keep(&mut findings.root_cause.evidence);
-    findings.timeline.iter_mut().for_each(|e| keep(&mut e.evidence));
-    findings.affected_components.iter_mut().for_each(|c| keep(&mut c.evidence));
-    findings.recommended_actions.iter_mut().for_each(|a| keep(&mut a.evidence));
+    findings
+        .timeline
+        .iter_mut()
+        .for_each(|e| keep(&mut e.evidence));
+    findings
+        .affected_components
+        .iter_mut()
+        .for_each(|c| keep(&mut c.evidence));
+    findings
+        .recommended_actions
+        .iter_mut()
+        .for_each(|a| keep(&mut a.evidence));
     let mut cited = Vec::new();
     let all = std::iter::once(&findings.root_cause.evidence)
         .chain(findings.timeline.iter().map(|e| &e.evidence))

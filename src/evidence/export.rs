@@ -8,7 +8,12 @@ use super::{Content, EvidenceLog};
 
 /// Writes every item of `evidence` and the given report files into `dir`
 /// (created if missing). Returns the files written.
-pub fn write_dir(dir: &Path, evidence: &EvidenceLog, report_json: &serde_json::Value, report_markdown: &str) -> io::Result<Vec<PathBuf>> {
+pub fn write_dir(
+    dir: &Path,
+    evidence: &EvidenceLog,
+    report_json: &serde_json::Value,
+    report_markdown: &str,
+) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     for item in evidence.items() {
@@ -24,7 +29,10 @@ pub fn write_dir(dir: &Path, evidence: &EvidenceLog, report_json: &serde_json::V
         }
     }
     let report_path = dir.join("report.json");
-    std::fs::write(&report_path, serde_json::to_vec_pretty(report_json).map_err(io::Error::other)?)?;
+    std::fs::write(
+        &report_path,
+        serde_json::to_vec_pretty(report_json).map_err(io::Error::other)?,
+    )?;
     written.push(report_path);
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, report_markdown)?;

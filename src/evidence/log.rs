@@ -89,13 +89,23 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
     match &item.content {
         None => out.push_str(" (no content)"),
         Some(Content::Table(table)) => {
-            let total = table.total_rows.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
-            out.push_str(&format!(" — {} row(s) returned, {total} in total", table.rows.len()));
+            let total = table
+                .total_rows
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            out.push_str(&format!(
+                " — {} row(s) returned, {total} in total",
+                table.rows.len()
+            ));
             if let Some(note) = &item.note {
                 out.push_str(&format!(" ({note})"));
             }
             out.push('\n');
-            let columns: Vec<String> = table.columns.iter().map(|c| format!("{}:{}", c.name, c.type_name)).collect();
+            let columns: Vec<String> = table
+                .columns
+                .iter()
+                .map(|c| format!("{}:{}", c.name, c.type_name))
+                .collect();
             out.push_str(&format!("columns: {}\n", columns.join(", ")));
             let mut shown = 0;
             for row in &table.rows {
@@ -157,5 +167,8 @@ pub fn describe(item: &EvidenceItem) -> String {
         None => "failed".into(),
     };
     let statement: String = item.statement.chars().take(100).collect();
-    format!("{} {}.{} ({what}): {statement}", item.id, item.source, item.tool)
+    format!(
+        "{} {}.{} ({what}): {statement}",
+        item.id, item.source, item.tool
+    )
 }

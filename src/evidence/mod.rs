@@ -78,7 +78,11 @@ impl Table {
             .iter()
             .map(|row| row.iter().map(|v| clip(&cell_text(v), max_cell)).collect())
             .collect();
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.name.chars().count()).collect();
+        let mut widths: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|c| c.name.chars().count())
+            .collect();
         for row in &cells {
             for (i, cell) in row.iter().enumerate() {
                 if let Some(w) = widths.get_mut(i) {
@@ -96,7 +100,10 @@ impl Table {
             out.push_str(padded.join(" | ").trim_end());
             out.push('\n');
         };
-        line(self.columns.iter().map(|c| c.name.as_str()).collect(), &mut out);
+        line(
+            self.columns.iter().map(|c| c.name.as_str()).collect(),
+            &mut out,
+        );
         out.push_str(
             &widths
                 .iter()
@@ -157,8 +164,14 @@ mod tests {
 
     fn table() -> Table {
         let mut t = Table::new(vec![
-            Column { name: "id".into(), type_name: "INT8".into() },
-            Column { name: "note".into(), type_name: "TEXT".into() },
+            Column {
+                name: "id".into(),
+                type_name: "INT8".into(),
+            },
+            Column {
+                name: "note".into(),
+                type_name: "TEXT".into(),
+            },
         ]);
         t.rows.push(vec![json!(1), json!("a,\"b\"\nc")]);
         t.rows.push(vec![json!(2), Value::Null]);

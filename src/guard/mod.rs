@@ -1,5 +1,4 @@
 //! Guards between a model's request and a data source: read-only SQL validation.
 //! (Result limits live with each source; redaction arrives with evidence compaction.)
 
-#[path = "sql_stub.rs"]
 pub mod sql;

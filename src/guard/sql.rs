@@ -197,22 +197,86 @@ pub fn check(dialect: Dialect, sql: &str, scope: &SqlScope) -> Result<Approved, 
     if sql.contains('\0') {
         return Err(refuse("NUL bytes are not allowed in SQL"));
     }
-    let owned = sql.to_owned();
-    let scope = scope.clone();
-    let worker = std::thread::Builder::new()
-        .name("sql-guard".to_owned())
-        .stack_size(GUARD_STACK_BYTES)
-        .spawn(move || check_on_this_thread(dialect, &owned, &scope));
-    match worker {
-        Ok(handle) => match handle.join() {
-            Ok(verdict) => verdict,
-            // sqlparser has a few `unwrap`s on malformed input (e.g. MySQL
-            // `1 DIV`); a panic there is a parse failure, not a crash.
-            Err(_) => Err(refuse(format!(
-                "could not parse SQL for {dialect}: the parser failed on this input; simplify the query"
-            ))),
-        },
-        Err(_) => Err(refuse("could not start the SQL checker; try again")),
+    pool::run(dialect, sql, scope)
+}
+
+/// Checks run on a few long-lived threads with a large stack: sqlparser recurses
+/// deeply on nested input, and a fresh thread per check would cost more than the
+/// check itself. A parser panic on malformed input is caught and becomes a
+/// refusal; the worker survives it.
+mod pool {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
+    use std::sync::{Mutex, OnceLock};
+
+    use super::{
+        check_on_this_thread, refuse, Approved, Dialect, Refusal, SqlScope, GUARD_STACK_BYTES,
+    };
+
+    const WORKERS: usize = 2;
+
+    struct Job {
+        dialect: Dialect,
+        sql: String,
+        scope: SqlScope,
+        reply: SyncSender<Result<Approved, Refusal>>,
+    }
+
+    static POOL: OnceLock<Vec<Mutex<Sender<Job>>>> = OnceLock::new();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    fn start() -> Vec<Mutex<Sender<Job>>> {
+        (0..WORKERS)
+            .filter_map(|i| {
+                let (tx, rx) = channel::<Job>();
+                std::thread::Builder::new()
+                    .name(format!("sql-guard-{i}"))
+                    .stack_size(GUARD_STACK_BYTES)
+                    .spawn(move || {
+                        for job in rx {
+                            let verdict = catch_unwind(AssertUnwindSafe(|| {
+                                check_on_this_thread(job.dialect, &job.sql, &job.scope)
+                            }))
+                            .unwrap_or_else(|_| Err(parser_failed(job.dialect)));
+                            let _ = job.reply.send(verdict);
+                        }
+                    })
+                    .ok()
+                    .map(|_| Mutex::new(tx))
+            })
+            .collect()
+    }
+
+    fn parser_failed(dialect: Dialect) -> Refusal {
+        // sqlparser has a few `unwrap`s on malformed input (e.g. MySQL `1 DIV`);
+        // a panic there is a parse failure, not a crash.
+        refuse(format!("could not parse SQL for {dialect}: the parser failed on this input; simplify the query"))
+    }
+
+    pub(super) fn run(dialect: Dialect, sql: &str, scope: &SqlScope) -> Result<Approved, Refusal> {
+        let pool = POOL.get_or_init(start);
+        if pool.is_empty() {
+            return Err(refuse("could not start the SQL checker; try again"));
+        }
+        let (reply, verdict) = sync_channel(1);
+        let job = Job {
+            dialect,
+            sql: sql.to_owned(),
+            scope: scope.clone(),
+            reply,
+        };
+        let slot = &pool[NEXT.fetch_add(1, Ordering::Relaxed) % pool.len()];
+        let sent = match slot.lock() {
+            Ok(sender) => sender.send(job).is_ok(),
+            Err(poisoned) => poisoned.into_inner().send(job).is_ok(),
+        };
+        if !sent {
+            return Err(refuse("the SQL checker stopped; try again"));
+        }
+        verdict
+            .recv()
+            .unwrap_or_else(|_| Err(parser_failed(dialect)))
     }
 }
 

@@ -14,7 +14,10 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ContentBlock, Error, Model, ModelRequest, ModelResponse, Pricing, Result, Role, StopReason, ToolChoice, Usage};
+use super::{
+    ContentBlock, Error, Model, ModelRequest, ModelResponse, Pricing, Result, Role, StopReason,
+    ToolChoice, Usage,
+};
 
 const BUILTIN_RUNBOOKS: &[&str] = &[
     include_str!("../../config/runbooks/errors-after-change.yaml"),
@@ -70,23 +73,36 @@ impl OfflinePlanner {
         let mut texts: Vec<(String, String)> = Vec::new();
         if let Some(dir) = dir.filter(|d| d.is_dir()) {
             let mut entries: Vec<_> = std::fs::read_dir(dir)
-                .map_err(|e| RunbookError::Invalid { file: dir.display().to_string(), message: e.to_string() })?
+                .map_err(|e| RunbookError::Invalid {
+                    file: dir.display().to_string(),
+                    message: e.to_string(),
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                 .collect();
             entries.sort();
             for path in entries {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| RunbookError::Invalid { file: path.display().to_string(), message: e.to_string() })?;
+                let text = std::fs::read_to_string(&path).map_err(|e| RunbookError::Invalid {
+                    file: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 texts.push((path.display().to_string(), text));
             }
         }
         if texts.is_empty() {
-            texts = BUILTIN_RUNBOOKS.iter().enumerate().map(|(i, t)| (format!("built-in #{i}"), t.to_string())).collect();
+            texts = BUILTIN_RUNBOOKS
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("built-in #{i}"), t.to_string()))
+                .collect();
         }
         let mut runbooks = Vec::new();
         for (file, text) in texts {
-            let runbook: Runbook = serde_saphyr::from_str(&text).map_err(|e| RunbookError::Invalid { file: file.clone(), message: e.to_string() })?;
+            let runbook: Runbook =
+                serde_saphyr::from_str(&text).map_err(|e| RunbookError::Invalid {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
             let patterns = runbook
                 .matcher
                 .questions
@@ -96,7 +112,10 @@ impl OfflinePlanner {
                         .case_insensitive(true)
                         .size_limit(1 << 20)
                         .build()
-                        .map_err(|e| RunbookError::Invalid { file: file.clone(), message: format!("bad pattern `{p}`: {e}") })
+                        .map_err(|e| RunbookError::Invalid {
+                            file: file.clone(),
+                            message: format!("bad pattern `{p}`: {e}"),
+                        })
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             runbooks.push(Compiled { runbook, patterns });
@@ -113,19 +132,36 @@ impl OfflinePlanner {
         for compiled in &self.runbooks {
             let matches_question = compiled.patterns.iter().any(|p| p.is_match(question));
             let matches_service = compiled.runbook.matcher.services.is_empty()
-                || mentioned.as_ref().is_some_and(|s| compiled.runbook.matcher.services.contains(s));
+                || mentioned
+                    .as_ref()
+                    .is_some_and(|s| compiled.runbook.matcher.services.contains(s));
             if !(matches_question && matches_service) {
                 continue;
             }
             let mut blocks = vec![ContentBlock::Text {
-                text: format!("Following runbook `{}`: {}", compiled.runbook.name, compiled.runbook.description),
+                text: format!(
+                    "Following runbook `{}`: {}",
+                    compiled.runbook.name, compiled.runbook.description
+                ),
             }];
             let mut n = 0;
             for step in &compiled.runbook.steps {
-                for tool in offered.iter().filter(|t| t.rsplit("__").next() == Some(step.tool.as_str())) {
+                for tool in offered
+                    .iter()
+                    .filter(|t| t.rsplit("__").next() == Some(step.tool.as_str()))
+                {
                     n += 1;
-                    let args = fill(&Value::Object(step.args.clone()), mentioned.as_deref().unwrap_or(""), &start, &end);
-                    blocks.push(ContentBlock::ToolUse { id: format!("plan_{n}"), name: tool.to_string(), input: args });
+                    let args = fill(
+                        &Value::Object(step.args.clone()),
+                        mentioned.as_deref().unwrap_or(""),
+                        &start,
+                        &end,
+                    );
+                    blocks.push(ContentBlock::ToolUse {
+                        id: format!("plan_{n}"),
+                        name: tool.to_string(),
+                        input: args,
+                    });
                 }
             }
             if n > 0 {
@@ -139,7 +175,9 @@ impl OfflinePlanner {
 /// A service named in the question, if it matches something the tools mention.
 fn mentioned_service(question: &str, _offered: &[&str]) -> Option<String> {
     let re = Regex::new(r"\b([a-z][a-z0-9]*-(?:service|api|svc|worker|gateway))\b").ok()?;
-    re.captures(&question.to_ascii_lowercase()).and_then(|c| c.get(1)).map(|m| m.as_str().to_string())
+    re.captures(&question.to_ascii_lowercase())
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_string())
 }
 
 /// The question's time window; empty means "all the data there is".
@@ -150,8 +188,14 @@ fn window(_question: &str) -> (String, String) {
 /// Replaces templates; an argument that becomes empty is dropped.
 fn fill(value: &Value, service: &str, start: &str, end: &str) -> Value {
     match value {
-        Value::String(s) => Value::String(s.replace("{{service}}", service).replace("{{start}}", start).replace("{{end}}", end)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| fill(v, service, start, end)).collect()),
+        Value::String(s) => Value::String(
+            s.replace("{{service}}", service)
+                .replace("{{start}}", start)
+                .replace("{{end}}", end),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| fill(v, service, start, end)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), fill(v, service, start, end)))
@@ -174,13 +218,19 @@ struct Seen {
 
 impl Seen {
     fn col(&self, names: &[&str]) -> Option<usize> {
-        self.columns.iter().position(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
+        self.columns
+            .iter()
+            .position(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
     }
 
     fn time_col(&self) -> Option<usize> {
         self.columns.iter().position(|c| {
             let c = c.to_ascii_lowercase();
-            c.ends_with("_at") || c.contains("time") || c.contains("minute") || c.contains("hour") || c.starts_with("bucket")
+            c.ends_with("_at")
+                || c.contains("time")
+                || c.contains("minute")
+                || c.contains("hour")
+                || c.starts_with("bucket")
         })
     }
 }
@@ -190,11 +240,26 @@ fn parse_evidence(text: &str) -> Option<Seen> {
     let mut lines = text.lines();
     let head = lines.next()?;
     let id = head.strip_prefix('[')?.split(']').next()?.to_string();
-    let tool = head.split(']').nth(1)?.split_whitespace().next()?.rsplit('.').next()?.to_string();
-    let mut seen = Seen { id, tool, failed: head.contains(" FAILED: "), ..Seen::default() };
+    let tool = head
+        .split(']')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .rsplit('.')
+        .next()?
+        .to_string();
+    let mut seen = Seen {
+        id,
+        tool,
+        failed: head.contains(" FAILED: "),
+        ..Seen::default()
+    };
     for line in lines {
         if let Some(cols) = line.strip_prefix("columns: ") {
-            seen.columns = cols.split(", ").map(|c| c.split(':').next().unwrap_or(c).to_string()).collect();
+            seen.columns = cols
+                .split(", ")
+                .map(|c| c.split(':').next().unwrap_or(c).to_string())
+                .collect();
         } else if line.starts_with('[') {
             if let Ok(Value::Array(row)) = serde_json::from_str::<Value>(line) {
                 seen.rows.push(row);
@@ -209,7 +274,13 @@ fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc());
         }
@@ -237,6 +308,17 @@ fn number_of(row: &[Value], i: Option<usize>) -> f64 {
     }
 }
 
+/// One row of a pattern-count result.
+#[derive(Clone)]
+struct PatternRow {
+    pattern: String,
+    count: f64,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    example: String,
+    services: String,
+}
+
 struct Change {
     at: DateTime<Utc>,
     evidence: String,
@@ -248,15 +330,28 @@ struct Change {
 /// The deterministic synthesis: returns `submit_report` input.
 fn synthesize(evidence: &[Seen]) -> Value {
     let usable: Vec<&Seen> = evidence.iter().filter(|e| !e.failed).collect();
-    let failed: Vec<String> = evidence.iter().filter(|e| e.failed).map(|e| format!("{} ({}) failed and could not be checked", e.id, e.tool)).collect();
+    let failed: Vec<String> = evidence
+        .iter()
+        .filter(|e| e.failed)
+        .map(|e| format!("{} ({}) failed and could not be checked", e.id, e.tool))
+        .collect();
 
     // Error volume over time → onset and peak.
-    let series = usable.iter().find(|e| e.tool == "count_over_time" && !e.rows.is_empty());
+    let series = usable
+        .iter()
+        .find(|e| e.tool == "count_over_time" && !e.rows.is_empty());
     let mut onset: Option<(DateTime<Utc>, f64, f64)> = None;
     let mut peak: Option<(DateTime<Utc>, f64)> = None;
     if let Some(s) = series {
-        let (ti, ci) = (s.col(&["bucket_start", "bucket", "time"]), s.col(&["count", "errors"]));
-        let points: Vec<(DateTime<Utc>, f64)> = s.rows.iter().filter_map(|r| Some((parse_time(r.get(ti?)?)?, number_of(r, ci)))).collect();
+        let (ti, ci) = (
+            s.col(&["bucket_start", "bucket", "time"]),
+            s.col(&["count", "errors"]),
+        );
+        let points: Vec<(DateTime<Utc>, f64)> = s
+            .rows
+            .iter()
+            .filter_map(|r| Some((parse_time(r.get(ti?)?)?, number_of(r, ci))))
+            .collect();
         let head = points.len().max(3) / 3;
         let mut baseline: Vec<f64> = points.iter().take(head.max(1)).map(|p| p.1).collect();
         baseline.sort_by(|a, b| a.total_cmp(b));
@@ -273,35 +368,56 @@ fn synthesize(evidence: &[Seen]) -> Value {
     }
 
     // Error patterns: the dominant one that is new since the onset.
-    let patterns = usable.iter().find(|e| e.tool == "count_by_pattern" && !e.rows.is_empty());
-    let mut top: Option<(String, f64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, String)> = None;
+    let patterns = usable
+        .iter()
+        .find(|e| e.tool == "count_by_pattern" && !e.rows.is_empty());
+    let mut top: Option<PatternRow> = None;
     let mut services_hit: Vec<String> = Vec::new();
     if let Some(p) = patterns {
-        let (pi, ci, fi, li, ei) = (p.col(&["pattern", "template"]), p.col(&["count"]), p.col(&["first_seen"]), p.col(&["last_seen"]), p.col(&["example"]));
+        let (pi, ci, fi, li, ei) = (
+            p.col(&["pattern", "template"]),
+            p.col(&["count"]),
+            p.col(&["first_seen"]),
+            p.col(&["last_seen"]),
+            p.col(&["example"]),
+        );
         let svc_i = p.col(&["service", "services"]);
         let mut candidates: Vec<_> = p
             .rows
             .iter()
-            .map(|r| (text_of(r, pi), number_of(r, ci), fi.and_then(|i| r.get(i)).and_then(parse_time), li.and_then(|i| r.get(i)).and_then(parse_time), text_of(r, ei), text_of(r, svc_i)))
+            .map(|r| PatternRow {
+                pattern: text_of(r, pi),
+                count: number_of(r, ci),
+                first_seen: fi.and_then(|i| r.get(i)).and_then(parse_time),
+                last_seen: li.and_then(|i| r.get(i)).and_then(parse_time),
+                example: text_of(r, ei),
+                services: text_of(r, svc_i),
+            })
             .collect();
         if let Some((t0, _, _)) = onset {
             let margin = chrono::Duration::minutes(15);
-            let new: Vec<_> = candidates.iter().filter(|c| c.2.is_some_and(|f| f >= t0 - margin)).cloned().collect();
+            let new: Vec<_> = candidates
+                .iter()
+                .filter(|c| c.first_seen.is_some_and(|f| f >= t0 - margin))
+                .cloned()
+                .collect();
             if !new.is_empty() {
                 candidates = new;
             }
         }
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+        candidates.sort_by(|a, b| b.count.total_cmp(&a.count));
         for c in candidates.iter().take(3) {
-            for svc in service_names(&c.5, &c.4) {
+            for svc in service_names(&c.services, &c.example) {
                 if !services_hit.contains(&svc) {
                     services_hit.push(svc);
                 }
             }
         }
-        top = candidates.into_iter().next().map(|c| (c.0, c.1, c.2, c.3, c.4));
+        top = candidates.into_iter().next();
     }
-    let onset_time = onset.map(|o| o.0).or_else(|| top.as_ref().and_then(|t| t.2));
+    let onset_time = onset
+        .map(|o| o.0)
+        .or_else(|| top.as_ref().and_then(|t| t.first_seen));
 
     // Changes: any result with a time column and rows that look like deploys or config edits.
     let mut changes: Vec<Change> = Vec::new();
@@ -309,26 +425,52 @@ fn synthesize(evidence: &[Seen]) -> Value {
         let Some(ti) = e.time_col() else { continue };
         let svc = e.col(&["service", "app"]);
         let (ver, prev) = (e.col(&["version"]), e.col(&["previous_version"]));
-        let (key, old, new) = (e.col(&["key", "setting"]), e.col(&["old_value"]), e.col(&["new_value"]));
+        let (key, old, new) = (
+            e.col(&["key", "setting"]),
+            e.col(&["old_value"]),
+            e.col(&["new_value"]),
+        );
         let summary = e.col(&["change_summary", "summary", "description"]);
         if ver.is_none() && key.is_none() {
             continue;
         }
         for row in &e.rows {
-            let Some(at) = row.get(ti).and_then(parse_time) else { continue };
+            let Some(at) = row.get(ti).and_then(parse_time) else {
+                continue;
+            };
             let service = text_of(row, svc);
             let (description, action) = if ver.is_some() {
                 let (v, p) = (text_of(row, ver), text_of(row, prev));
                 let extra = text_of(row, summary);
                 (
-                    format!("deploy of {service} {p}→{v}{}", if extra.is_empty() { String::new() } else { format!(" ({extra})") }),
-                    if p.is_empty() { format!("Roll back {service} (deployed {v})") } else { format!("Roll back {service} to {p}") },
+                    format!(
+                        "deploy of {service} {p}→{v}{}",
+                        if extra.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({extra})")
+                        }
+                    ),
+                    if p.is_empty() {
+                        format!("Roll back {service} (deployed {v})")
+                    } else {
+                        format!("Roll back {service} to {p}")
+                    },
                 )
             } else {
                 let (k, o, n) = (text_of(row, key), text_of(row, old), text_of(row, new));
-                (format!("config change on {service}: {k} {o}→{n}"), format!("Restore {k} on {service} to {o} (now {n})"))
+                (
+                    format!("config change on {service}: {k} {o}→{n}"),
+                    format!("Restore {k} on {service} to {o} (now {n})"),
+                )
             };
-            changes.push(Change { at, evidence: e.id.clone(), service, description, action });
+            changes.push(Change {
+                at,
+                evidence: e.id.clone(),
+                service,
+                description,
+                action,
+            });
         }
     }
     let window_start = onset_time.map(|t| t - chrono::Duration::hours(3));
@@ -342,7 +484,10 @@ fn synthesize(evidence: &[Seen]) -> Value {
     suspects.sort_by_key(|c| std::cmp::Reverse(c.at));
     // The latest change, and others at the same moment (a deploy and its config).
     let latest = suspects.first().map(|c| c.at);
-    let culprits: Vec<&Change> = suspects.into_iter().filter(|c| latest.is_some_and(|l| (l - c.at).num_minutes().abs() <= 2)).collect();
+    let culprits: Vec<&Change> = suspects
+        .into_iter()
+        .filter(|c| latest.is_some_and(|l| (l - c.at).num_minutes().abs() <= 2))
+        .collect();
 
     let cite = |ids: &mut Vec<String>, id: &str| {
         if !id.is_empty() && !ids.iter().any(|x| x == id) {
@@ -366,7 +511,7 @@ fn synthesize(evidence: &[Seen]) -> Value {
     }
 
     let summary = match (&top, onset_time, culprits.first()) {
-        (Some((pattern, count, ..)), Some(t), Some(change)) => {
+        (Some(PatternRow { pattern, count, .. }), Some(t), Some(change)) => {
             let minutes = (t - change.at).num_minutes().max(0);
             let services = if services_hit.is_empty() { String::new() } else { format!(" in {}", services_hit.join(", ")) };
             format!(
@@ -375,17 +520,18 @@ fn synthesize(evidence: &[Seen]) -> Value {
                 culprits.iter().map(|c| c.description.clone()).collect::<Vec<_>>().join(" and the ")
             )
         }
-        (Some((pattern, count, ..)), Some(t), None) => format!(
+        (Some(PatternRow { pattern, count, .. }), Some(t), None) => format!(
             "Errors began at {}, dominated by `{pattern}` ({count:.0} occurrences); no deploy or config change was found shortly before it.",
             hhmm(t)
         ),
-        (Some((pattern, count, ..)), None, _) => format!("The most frequent error is `{pattern}` ({count:.0} occurrences); when it began could not be established."),
+        (Some(PatternRow { pattern, count, .. }), None, _) => format!("The most frequent error is `{pattern}` ({count:.0} occurrences); when it began could not be established."),
         (None, _, _) => "No error pattern was found in the evidence; the cause could not be established.".to_string(),
     };
 
     let mut timeline = Vec::new();
     for c in &culprits {
-        timeline.push(json!({"time": hhmm(c.at), "event": c.description, "evidence": [c.evidence]}));
+        timeline
+            .push(json!({"time": hhmm(c.at), "event": c.description, "evidence": [c.evidence]}));
     }
     if let (Some((t, base, first)), Some(s)) = (onset, series) {
         timeline.push(json!({"time": hhmm(t), "event": format!("errors rise from about {base:.0} to {first:.0} per bucket"), "evidence": [s.id]}));
@@ -395,7 +541,15 @@ fn synthesize(evidence: &[Seen]) -> Value {
             timeline.push(json!({"time": hhmm(t), "event": format!("error peak: {n:.0} per bucket"), "evidence": [s.id]}));
         }
     }
-    if let (Some((pattern, _, _, Some(last), _)), Some(p)) = (&top, patterns) {
+    if let (
+        Some(PatternRow {
+            pattern,
+            last_seen: Some(last),
+            ..
+        }),
+        Some(p),
+    ) = (&top, patterns)
+    {
         timeline.push(json!({"time": hhmm(*last), "event": format!("last `{pattern}` seen"), "evidence": [p.id]}));
     }
 
@@ -416,8 +570,11 @@ fn synthesize(evidence: &[Seen]) -> Value {
         }
     }
 
-    let mut actions: Vec<Value> = culprits.iter().map(|c| json!({"action": c.action, "evidence": [c.evidence]})).collect();
-    if let (Some((pattern, ..)), Some(p)) = (&top, patterns) {
+    let mut actions: Vec<Value> = culprits
+        .iter()
+        .map(|c| json!({"action": c.action, "evidence": [c.evidence]}))
+        .collect();
+    if let (Some(PatternRow { pattern, .. }), Some(p)) = (&top, patterns) {
         actions.push(json!({"action": format!("Alert on `{pattern}` so the next occurrence pages early"), "evidence": [p.id]}));
     }
 
@@ -434,13 +591,20 @@ fn synthesize(evidence: &[Seen]) -> Value {
         Some((id, before, after)) => {
             timeline.push(json!({"time": onset_time.map(hhmm).unwrap_or_default(), "event": format!("traffic about {before:.0} requests per bucket before and {after:.0} after (×{:.1}): no surge large enough to explain the errors", after / before.max(1.0)), "evidence": [id]}));
         }
-        None => open.push("Traffic volume was not checked; a traffic surge cannot be ruled out.".into()),
+        None => {
+            open.push("Traffic volume was not checked; a traffic surge cannot be ruled out.".into())
+        }
     }
     if culprits.is_empty() {
         open.push("No recent deploy or configuration change was found in the evidence.".into());
     }
     // RFC-like "YYYY-MM-DD HH:MM UTC" strings sort chronologically; stable keeps ties in order.
-    timeline.sort_by(|a, b| a["time"].as_str().unwrap_or_default().cmp(b["time"].as_str().unwrap_or_default()));
+    timeline.sort_by(|a, b| {
+        a["time"]
+            .as_str()
+            .unwrap_or_default()
+            .cmp(b["time"].as_str().unwrap_or_default())
+    });
     json!({
         "root_cause": {"summary": summary, "evidence": root_ids},
         "timeline": timeline,
@@ -454,11 +618,24 @@ fn synthesize(evidence: &[Seen]) -> Value {
 /// Service names found in a services column or in an example line (JSON field,
 /// `[service]` tag or `service=` pair; the example may be clipped, so no JSON parse).
 fn service_names(column: &str, example: &str) -> Vec<String> {
-    let mut out: Vec<String> = column.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let mut out: Vec<String> = column
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     if out.is_empty() {
-        let patterns = [r#""service"\s*:\s*"([A-Za-z0-9_.-]+)""#, r"\bservice=([A-Za-z0-9_.-]+)", r"^\S+\s+\w+\s+\[([A-Za-z0-9_.-]+)\]"];
+        let patterns = [
+            r#""service"\s*:\s*"([A-Za-z0-9_.-]+)""#,
+            r"\bservice=([A-Za-z0-9_.-]+)",
+            r"^\S+\s+\w+\s+\[([A-Za-z0-9_.-]+)\]",
+        ];
         for pattern in patterns {
-            if let Some(name) = Regex::new(pattern).ok().and_then(|re| re.captures(example)).and_then(|c| c.get(1)) {
+            if let Some(name) = Regex::new(pattern)
+                .ok()
+                .and_then(|re| re.captures(example))
+                .and_then(|c| c.get(1))
+            {
                 out.push(name.as_str().to_string());
                 break;
             }
@@ -470,11 +647,15 @@ fn service_names(column: &str, example: &str) -> Vec<String> {
 /// Requests per bucket before and after `onset`, from any result with a
 /// `requests` column and a time column: tells a traffic surge from a fault.
 fn traffic_shift(evidence: &[&Seen], onset: DateTime<Utc>) -> Option<(String, f64, f64)> {
-    let e = evidence.iter().find(|e| e.col(&["requests"]).is_some() && e.time_col().is_some())?;
+    let e = evidence
+        .iter()
+        .find(|e| e.col(&["requests"]).is_some() && e.time_col().is_some())?;
     let (ri, ti) = (e.col(&["requests"]), e.time_col()?);
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for row in &e.rows {
-        let Some(t) = row.get(ti).and_then(parse_time) else { continue };
+        let Some(t) = row.get(ti).and_then(parse_time) else {
+            continue;
+        };
         let n = number_of(row, ri);
         if t < onset - chrono::Duration::minutes(10) {
             before.push(n);
@@ -482,7 +663,13 @@ fn traffic_shift(evidence: &[&Seen], onset: DateTime<Utc>) -> Option<(String, f6
             after.push(n);
         }
     }
-    let mean = |v: &[f64]| if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().sum::<f64>() / v.len() as f64)
+        }
+    };
     Some((e.id.clone(), mean(&before)?, mean(&after)?))
 }
 
@@ -497,25 +684,43 @@ impl Model for OfflinePlanner {
     }
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse> {
-        let last = request.messages.last().ok_or_else(|| Error::Protocol("empty conversation".into()))?;
+        let last = request
+            .messages
+            .last()
+            .ok_or_else(|| Error::Protocol("empty conversation".into()))?;
         if last.role != Role::User {
             return Err(Error::Protocol("the last message is not the user's".into()));
         }
-        let has_results = last.content.iter().any(|b| matches!(b, ContentBlock::ToolResult { .. }));
+        let has_results = last
+            .content
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult { .. }));
         let question = last.content.iter().rev().find_map(|b| match b {
             ContentBlock::Text { text } => Some(text.clone()),
             ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. } => None,
         });
         let forced_report = matches!(&request.tool_choice, Some(ToolChoice::Tool { name }) if name == "submit_report");
         // A new question (also a follow-up after a report) gets a plan; results get a synthesis.
-        let after_report = request.messages.iter().rev().skip(1).find(|m| m.role == Role::Assistant).is_some_and(|m| {
-            m.content.iter().any(|b| matches!(b, ContentBlock::ToolUse { name, .. } if name == "submit_report"))
-        });
+        let after_report = request
+            .messages
+            .iter()
+            .rev()
+            .skip(1)
+            .find(|m| m.role == Role::Assistant)
+            .is_some_and(|m| {
+                m.content.iter().any(
+                    |b| matches!(b, ContentBlock::ToolUse { name, .. } if name == "submit_report"),
+                )
+            });
         let planning = !forced_report && (!has_results || after_report) && question.is_some();
         if planning {
             let blocks = self.plan(question.as_deref().unwrap_or_default(), request);
             if !blocks.is_empty() {
-                return Ok(ModelResponse { content: blocks, stop_reason: StopReason::ToolUse, usage: Usage::default() });
+                return Ok(ModelResponse {
+                    content: blocks,
+                    stop_reason: StopReason::ToolUse,
+                    usage: Usage::default(),
+                });
             }
         }
         // Synthesis over the evidence of this question (after the last question text).
@@ -548,13 +753,19 @@ impl Model for OfflinePlanner {
         };
         if evidence.iter().all(|e| e.failed) {
             return Ok(ModelResponse {
-                content: vec![ContentBlock::Text { text: "No usable evidence could be gathered with the tools available.".into() }],
+                content: vec![ContentBlock::Text {
+                    text: "No usable evidence could be gathered with the tools available.".into(),
+                }],
                 stop_reason: StopReason::EndTurn,
                 usage: Usage::default(),
             });
         }
         Ok(ModelResponse {
-            content: vec![ContentBlock::ToolUse { id: format!("report_{}", request.messages.len()), name: "submit_report".into(), input: synthesize(&evidence) }],
+            content: vec![ContentBlock::ToolUse {
+                id: format!("report_{}", request.messages.len()),
+                name: "submit_report".into(),
+                input: synthesize(&evidence),
+            }],
             stop_reason: StopReason::ToolUse,
             usage: Usage::default(),
         })
@@ -575,7 +786,10 @@ mod tests {
     fn evidence_text_round_trips() {
         let text = "[E2] app_logs.count_over_time — 3 row(s) returned, 3 in total\ncolumns: bucket_start:TEXT, count:INT8\n[\"2026-01-15T10:00:00Z\",1]\n[\"2026-01-15T10:05:00Z\",2]\n";
         let seen = parse_evidence(text).expect("parsed");
-        assert_eq!((seen.id.as_str(), seen.tool.as_str(), seen.rows.len()), ("E2", "count_over_time", 2));
+        assert_eq!(
+            (seen.id.as_str(), seen.tool.as_str(), seen.rows.len()),
+            ("E2", "count_over_time", 2)
+        );
         assert_eq!(seen.columns, vec!["bucket_start", "count"]);
     }
 
@@ -585,35 +799,84 @@ mod tests {
             id: "E2".into(),
             tool: "count_over_time".into(),
             columns: vec!["bucket_start".into(), "count".into()],
-            rows: (0..12).map(|i| vec![json!(format!("2026-01-15T10:{:02}:00Z", i * 5)), json!(if i >= 3 { 80 } else { 2 })]).collect(),
+            rows: (0..12)
+                .map(|i| {
+                    vec![
+                        json!(format!("2026-01-15T10:{:02}:00Z", i * 5)),
+                        json!(if i >= 3 { 80 } else { 2 }),
+                    ]
+                })
+                .collect(),
             failed: false,
         };
         let patterns = Seen {
             id: "E1".into(),
             tool: "count_by_pattern".into(),
-            columns: vec!["pattern".into(), "count".into(), "first_seen".into(), "last_seen".into(), "levels".into(), "example".into()],
+            columns: vec![
+                "pattern".into(),
+                "count".into(),
+                "first_seen".into(),
+                "last_seen".into(),
+                "levels".into(),
+                "example".into(),
+            ],
             rows: vec![
-                vec![json!("cache miss for key <*>"), json!(900), json!("2026-01-15T09:00:00Z"), json!("2026-01-15T10:59:00Z"), json!("WARN"), json!("{}")],
-                vec![json!("Connection is not available, request timed out after <*>"), json!(700), json!("2026-01-15T10:14:00Z"), json!("2026-01-15T10:59:00Z"), json!("ERROR"), json!("{\"service\":\"payment-service\"}")],
+                vec![
+                    json!("cache miss for key <*>"),
+                    json!(900),
+                    json!("2026-01-15T09:00:00Z"),
+                    json!("2026-01-15T10:59:00Z"),
+                    json!("WARN"),
+                    json!("{}"),
+                ],
+                vec![
+                    json!("Connection is not available, request timed out after <*>"),
+                    json!(700),
+                    json!("2026-01-15T10:14:00Z"),
+                    json!("2026-01-15T10:59:00Z"),
+                    json!("ERROR"),
+                    json!("{\"service\":\"payment-service\"}"),
+                ],
             ],
             failed: false,
         };
         let deploys = Seen {
             id: "E3".into(),
             tool: "run_query".into(),
-            columns: vec!["service".into(), "version".into(), "previous_version".into(), "deployed_at".into()],
+            columns: vec![
+                "service".into(),
+                "version".into(),
+                "previous_version".into(),
+                "deployed_at".into(),
+            ],
             rows: vec![
-                vec![json!("payment-service"), json!("v2.14.0"), json!("v2.13.2"), json!("2026-01-15 10:12:00")],
-                vec![json!("inventory-service"), json!("v1.9.0"), json!("v1.8.9"), json!("2026-01-14 16:00:00")],
+                vec![
+                    json!("payment-service"),
+                    json!("v2.14.0"),
+                    json!("v2.13.2"),
+                    json!("2026-01-15 10:12:00"),
+                ],
+                vec![
+                    json!("inventory-service"),
+                    json!("v1.9.0"),
+                    json!("v1.8.9"),
+                    json!("2026-01-14 16:00:00"),
+                ],
             ],
             failed: false,
         };
         let report = synthesize(&[patterns, series, deploys]);
         let summary = report["root_cause"]["summary"].as_str().unwrap_or_default();
-        assert!(summary.contains("payment-service v2.13.2→v2.14.0"), "{summary}");
+        assert!(
+            summary.contains("payment-service v2.13.2→v2.14.0"),
+            "{summary}"
+        );
         assert!(summary.contains("Connection is not available"), "{summary}");
         assert_eq!(report["confidence"], json!("high"));
         assert_eq!(report["root_cause"]["evidence"], json!(["E1", "E2", "E3"]));
-        assert!(report["recommended_actions"][0]["action"].as_str().unwrap_or_default().contains("Roll back payment-service to v2.13.2"));
+        assert!(report["recommended_actions"][0]["action"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Roll back payment-service to v2.13.2"));
     }
 }

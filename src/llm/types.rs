@@ -40,7 +40,10 @@ pub struct Message {
 
 impl Message {
     pub fn user_text(text: impl Into<String>) -> Self {
-        Message { role: Role::User, content: vec![ContentBlock::Text { text: text.into() }] }
+        Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text { text: text.into() }],
+        }
     }
 }
 
@@ -103,7 +106,10 @@ impl Usage {
     }
 
     pub fn total_tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+        self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
     }
 }
 
@@ -124,7 +130,12 @@ pub struct Pricing {
 }
 
 impl Pricing {
-    pub const FREE: Pricing = Pricing { input: 0.0, output: 0.0, cache_write: 0.0, cache_read: 0.0 };
+    pub const FREE: Pricing = Pricing {
+        input: 0.0,
+        output: 0.0,
+        cache_write: 0.0,
+        cache_read: 0.0,
+    };
 
     pub fn cost(&self, usage: &Usage) -> f64 {
         (usage.input_tokens as f64 * self.input

@@ -136,7 +136,9 @@ pub const PLANNED_KINDS: &[&str] = &[
 
 impl Registry {
     pub fn builtin() -> Self {
-        let mut registry = Registry { kinds: BTreeMap::new() };
+        let mut registry = Registry {
+            kinds: BTreeMap::new(),
+        };
         registry.register("postgresql", sql::build);
         registry.register("mysql", sql::build);
         registry.register("sqlite", sql::build);
@@ -152,7 +154,11 @@ impl Registry {
         self.kinds.keys().copied().collect()
     }
 
-    pub fn build(&self, entry: &SourceEntry, ctx: &BuildContext) -> std::result::Result<Arc<dyn Source>, Unavailable> {
+    pub fn build(
+        &self,
+        entry: &SourceEntry,
+        ctx: &BuildContext,
+    ) -> std::result::Result<Arc<dyn Source>, Unavailable> {
         let kind = entry.spec.kind();
         match self.kinds.get(kind) {
             Some(factory) => factory(entry, ctx).map_err(|e| Unavailable::Failed(e.to_string())),
@@ -191,7 +197,8 @@ impl Sources {
         let mut out = Sources::default();
         for entry in &config.sources {
             if !entry.enabled {
-                out.unavailable.insert(entry.name.clone(), Unavailable::Disabled);
+                out.unavailable
+                    .insert(entry.name.clone(), Unavailable::Disabled);
                 continue;
             }
             match registry.build(entry, ctx) {
@@ -274,7 +281,10 @@ pub fn arg_opt_u64(tool: &str, args: &Value, key: &str) -> Result<Option<u64>> {
 pub fn reject_unknown_args(tool: &str, args: &Value, known: &[&str]) -> Result<()> {
     match args {
         Value::Object(map) => {
-            let unknown: Vec<&String> = map.keys().filter(|k| !known.contains(&k.as_str())).collect();
+            let unknown: Vec<&String> = map
+                .keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .collect();
             if unknown.is_empty() {
                 Ok(())
             } else {
@@ -282,7 +292,11 @@ pub fn reject_unknown_args(tool: &str, args: &Value, known: &[&str]) -> Result<(
                     tool: tool.to_string(),
                     message: format!(
                         "unknown argument(s) {} (expected: {})",
-                        unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                        unknown
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         known.join(", ")
                     ),
                 })

@@ -9,7 +9,11 @@ use super::common::{pg_url, unique};
 
 fn investigator(config: &Path, store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_investigator"));
-    cmd.arg("--config").arg(config).arg("--store").arg(store).args(args);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--store")
+        .arg(store)
+        .args(args);
     cmd.env_remove("INVESTIGATOR_MASTER_KEY");
     for (k, v) in env {
         cmd.env(k, v);
@@ -28,13 +32,33 @@ fn write(dir: &Path, name: &str, body: &str) {
 #[test]
 fn brief_example_passes_check_no_connect_and_reports_later_kinds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/brief-sources.yaml")).expect("example");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/brief-sources.yaml"
+    ))
+    .expect("example");
     write(dir.path(), "sources.yaml", &example);
     let store = dir.path().join("s.db");
-    let out = investigator(dir.path(), &store, &["check", "--no-connect"], &[("ES_PASSWORD", "x"), ("DATADOG_API_KEY", "y")]);
+    let out = investigator(
+        dir.path(),
+        &store,
+        &["check", "--no-connect"],
+        &[("ES_PASSWORD", "x"), ("DATADOG_API_KEY", "y")],
+    );
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
-    for name in ["squad_payment_prod", "squad_user_prod", "bigquery", "elasticsearch", "datadog", "kubernetes"] {
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    for name in [
+        "squad_payment_prod",
+        "squad_user_prod",
+        "bigquery",
+        "elasticsearch",
+        "datadog",
+        "kubernetes",
+    ] {
         assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
     }
     assert!(stdout.contains("not yet available"), "{stdout}");
@@ -42,27 +66,59 @@ fn brief_example_passes_check_no_connect_and_reports_later_kinds() {
     let out = investigator(dir.path(), &store, &["check", "--no-connect"], &[]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("ES_PASSWORD") && stderr.contains("DATADOG_API_KEY") && stderr.contains("sources.yaml:"), "{stderr}");
+    assert!(
+        stderr.contains("ES_PASSWORD")
+            && stderr.contains("DATADOG_API_KEY")
+            && stderr.contains("sources.yaml:"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn broken_config_reports_all_problems_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "sources.yaml", "data_sources:\n  databases:\n    - {name: a, type: postgres, host: h, database: d}\n    - {name: b, type: mysql, hots: h, database: d, port: x}\n");
-    let out = investigator(dir.path(), &dir.path().join("s.db"), &["check", "--no-connect"], &[]);
+    let out = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &["check", "--no-connect"],
+        &[],
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("databases[0].type: unknown value `postgres`, did you mean `postgresql`?"), "{stderr}");
-    assert!(stderr.contains("databases[1].hots: unknown key `hots`, did you mean `host`?"), "{stderr}");
-    assert!(stderr.contains("databases[1].port: expected an integer"), "{stderr}");
-    let missing = investigator(&dir.path().join("nope"), &dir.path().join("s.db"), &["check"], &[]);
+    assert!(
+        stderr.contains("databases[0].type: unknown value `postgres`, did you mean `postgresql`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("databases[1].hots: unknown key `hots`, did you mean `host`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("databases[1].port: expected an integer"),
+        "{stderr}"
+    );
+    let missing = investigator(
+        &dir.path().join("nope"),
+        &dir.path().join("s.db"),
+        &["check"],
+        &[],
+    );
     assert!(!missing.status.success());
-    assert!(text(&missing.stderr).contains("sources.yaml"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("sources.yaml"),
+        "{}",
+        text(&missing.stderr)
+    );
 }
 
 #[tokio::test]
 async fn query_runs_through_the_guard_with_formats_and_one_line_refusals() {
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg_url()).await.expect("postgres");
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_url())
+        .await
+        .expect("postgres");
     let schema = unique("cli");
     admin
         .execute(format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id int, name text); INSERT INTO {schema}.t VALUES (1, 'a,b'), (2, NULL);").as_str())
@@ -78,17 +134,60 @@ async fn query_runs_through_the_guard_with_formats_and_one_line_refusals() {
     let store = dir.path().join("audit.db");
     let cfg = dir.path();
 
-    let out = investigator(cfg, &store, &["query", "db", "SELECT id, name FROM t ORDER BY id", "--as", "slack:U1", "--format", "csv"], &[]);
+    let out = investigator(
+        cfg,
+        &store,
+        &[
+            "query",
+            "db",
+            "SELECT id, name FROM t ORDER BY id",
+            "--as",
+            "slack:U1",
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "id,name\n1,\"a,b\"\n2,\n");
 
-    let out = investigator(cfg, &store, &["query", "db", "SELECT count(*) AS n FROM t", "--as", "slack:U1", "--format", "json"], &[]);
+    let out = investigator(
+        cfg,
+        &store,
+        &[
+            "query",
+            "db",
+            "SELECT count(*) AS n FROM t",
+            "--as",
+            "slack:U1",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
     assert_eq!(body["rows"][0]["n"], serde_json::json!(2));
 
-    let out = investigator(cfg, &store, &["query", "db", "SELECT * FROM t", "--as", "slack:U1", "--channel", "slack:C1"], &[]);
+    let out = investigator(
+        cfg,
+        &store,
+        &[
+            "query",
+            "db",
+            "SELECT * FROM t",
+            "--as",
+            "slack:U1",
+            "--channel",
+            "slack:C1",
+        ],
+        &[],
+    );
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("2 row(s) shown"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 row(s) shown"),
+        "{}",
+        text(&out.stdout)
+    );
 
     for (sql, who) in [
         ("DELETE FROM t", "slack:U1"),
@@ -100,31 +199,67 @@ async fn query_runs_through_the_guard_with_formats_and_one_line_refusals() {
         let out = investigator(cfg, &store, &["query", "db", sql, "--as", who], &[]);
         assert!(!out.status.success(), "{sql} as {who} succeeded");
         let stderr = text(&out.stderr);
-        assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr:?}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one line expected: {stderr:?}"
+        );
         assert!(out.stdout.is_empty());
     }
     // A member in another squad's channel is refused.
-    let out = investigator(cfg, &store, &["query", "db", "SELECT 1", "--as", "slack:U1", "--channel", "slack:C2"], &[]);
+    let out = investigator(
+        cfg,
+        &store,
+        &[
+            "query",
+            "db",
+            "SELECT 1",
+            "--as",
+            "slack:U1",
+            "--channel",
+            "slack:C2",
+        ],
+        &[],
+    );
     assert!(!out.status.success());
 
     let out = investigator(cfg, &store, &["sources", "--as", "slack:U1"], &[]);
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("owned by squad pay") && stdout.contains(&schema), "{stdout}");
+    assert!(
+        stdout.contains("owned by squad pay") && stdout.contains(&schema),
+        "{stdout}"
+    );
 
     // check connects: one source is down, so it fails and says which.
     let out = investigator(cfg, &store, &["check"], &[]);
     assert!(!out.status.success());
     let stdout = text(&out.stdout);
-    assert!(stdout.lines().any(|l| l.starts_with("db ") && l.contains("ok")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("down") && l.contains("FAILED")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("db ") && l.contains("ok")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("down") && l.contains("FAILED")),
+        "{stdout}"
+    );
 
     let out = investigator(cfg, &store, &["audit", "verify"], &[]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("9 entries"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("9 entries"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = investigator(cfg, &store, &["audit", "tail", "-n", "3"], &[]);
     assert_eq!(text(&out.stdout).lines().count(), 3);
 
-    let _ = admin.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await;
+    let _ = admin
+        .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await;
 }
 
 #[test]
@@ -134,7 +269,12 @@ fn secrets_encrypt_round_trips_through_the_config() {
     let key = investigator(dir.path(), &store, &["secrets", "keygen"], &[]);
     assert!(key.status.success());
     let key = text(&key.stdout).trim().to_string();
-    let enc = investigator(dir.path(), &store, &["secrets", "encrypt", "--value", "pg-password-123"], &[("INVESTIGATOR_MASTER_KEY", &key)]);
+    let enc = investigator(
+        dir.path(),
+        &store,
+        &["secrets", "encrypt", "--value", "pg-password-123"],
+        &[("INVESTIGATOR_MASTER_KEY", &key)],
+    );
     assert!(enc.status.success(), "{}", text(&enc.stderr));
     let enc = text(&enc.stdout).trim().to_string();
     assert!(enc.starts_with("enc:") && !enc.contains("pg-password-123"));
@@ -145,6 +285,11 @@ fn secrets_encrypt_round_trips_through_the_config() {
     );
     let out = investigator(dir.path(), &store, &["check", "--no-connect"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let no_key = investigator(dir.path(), &store, &["secrets", "encrypt", "--value", "x"], &[]);
+    let no_key = investigator(
+        dir.path(),
+        &store,
+        &["secrets", "encrypt", "--value", "x"],
+        &[],
+    );
     assert!(!no_key.status.success());
 }

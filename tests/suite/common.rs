@@ -12,11 +12,13 @@ use investigator::store::Store;
 use serde_json::json;
 
 pub fn pg_url() -> String {
-    std::env::var("INVESTIGATOR_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("INVESTIGATOR_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn mysql_url() -> String {
-    std::env::var("INVESTIGATOR_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("INVESTIGATOR_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// A short unique prefix for schemas and databases this test creates.
@@ -47,17 +49,27 @@ impl Harness {
     pub async fn with_context(config: Config, ctx: BuildContext) -> Harness {
         let store = Store::open_in_memory().await.expect("in-memory store");
         let sources = Sources::build(&config, &Registry::builtin(), &ctx);
-        Harness { gate: Gate::new(sources, store), config }
+        Harness {
+            gate: Gate::new(sources, store),
+            config,
+        }
     }
 
     pub fn access(&self, user: &str) -> Access {
-        access::resolve(&self.config, &Principal::new(Transport::Slack, user)).expect("principal resolves")
+        access::resolve(&self.config, &Principal::new(Transport::Slack, user))
+            .expect("principal resolves")
     }
 
     pub async fn query(&self, user: &str, source: &str, sql: &str) -> Result<Table, CallError> {
         let outcome = self
             .gate
-            .call(&self.access(user), source, "run_query", &json!({ "sql": sql }), &CallContext::default())
+            .call(
+                &self.access(user),
+                source,
+                "run_query",
+                &json!({ "sql": sql }),
+                &CallContext::default(),
+            )
             .await;
         outcome.result.map(|output| match output.content {
             Content::Table(table) => table,
@@ -66,7 +78,11 @@ impl Harness {
     }
 
     pub fn source(&self, name: &str) -> Arc<dyn Source> {
-        self.gate.sources().get(name).cloned().expect("source built")
+        self.gate
+            .sources()
+            .get(name)
+            .cloned()
+            .expect("source built")
     }
 }
 

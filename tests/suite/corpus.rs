@@ -76,7 +76,7 @@ pub const PG_HOSTILE: &[&str] = &[
     "SAVEPOINT s",
     "COPY canary TO '/tmp/canary.csv'",
     "COPY canary FROM PROGRAM 'id'",
-    "COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'",
+    "COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned-{app}'",
     "DO $$ BEGIN DELETE FROM canary; END $$",
     "DO $x$ BEGIN EXECUTE 'drop table canary'; END $x$",
     "CREATE FUNCTION f() RETURNS int AS $$ DELETE FROM canary RETURNING 1 $$ LANGUAGE sql",

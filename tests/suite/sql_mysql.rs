@@ -55,7 +55,10 @@ impl MyFixture {
             app = self.app,
             secret = self.secret
         );
-        let row = sqlx::query(&sql).fetch_one(&self.admin).await.expect("fingerprint");
+        let row = sqlx::query(&sql)
+            .fetch_one(&self.admin)
+            .await
+            .expect("fingerprint");
         row.try_get::<String, _>(0).expect("fingerprint text")
     }
 
@@ -98,13 +101,22 @@ squads:
     }
 
     async fn drop(self) {
-        let _ = self.admin.execute(format!("DROP DATABASE IF EXISTS {}", self.app).as_str()).await;
-        let _ = self.admin.execute(format!("DROP DATABASE IF EXISTS {}", self.secret).as_str()).await;
+        let _ = self
+            .admin
+            .execute(format!("DROP DATABASE IF EXISTS {}", self.app).as_str())
+            .await;
+        let _ = self
+            .admin
+            .execute(format!("DROP DATABASE IF EXISTS {}", self.secret).as_str())
+            .await;
     }
 }
 
 fn is_refusal(err: &CallError) -> bool {
-    matches!(err, CallError::Denied(_) | CallError::Source(SourceError::Refused(_)))
+    matches!(
+        err,
+        CallError::Denied(_) | CallError::Source(SourceError::Refused(_))
+    )
 }
 
 #[tokio::test]
@@ -120,9 +132,17 @@ async fn hostile_corpus_is_refused_and_changes_nothing() {
             other => not_refused.push(format!("{sql:?} -> {:?}", other.map(|t| t.rows.len()))),
         }
     }
-    assert_eq!(fx.fingerprint().await, before, "a hostile statement changed the database");
+    assert_eq!(
+        fx.fingerprint().await,
+        before,
+        "a hostile statement changed the database"
+    );
     fx.drop().await;
-    assert!(not_refused.is_empty(), "not refused:\n{}", not_refused.join("\n"));
+    assert!(
+        not_refused.is_empty(),
+        "not refused:\n{}",
+        not_refused.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -139,7 +159,11 @@ async fn legitimate_investigation_queries_succeed() {
     }
     assert_eq!(fx.fingerprint().await, before);
     fx.drop().await;
-    assert!(failed.is_empty(), "legitimate queries failed:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "legitimate queries failed:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -150,9 +174,20 @@ async fn database_layers_hold_without_the_guard() {
     let access = h.access("U_USER");
     let grant = access.grant("users").expect("grant").clone();
     let source = h.source("users");
-    let sql_source: &investigator::sources::sql::SqlSource = source.as_any().downcast_ref().expect("sql source");
-    for sql in ["DELETE FROM canary", "UPDATE canary SET note = 'x'", "INSERT INTO canary VALUES (9, 'x')"] {
-        assert!(sql_source.run_without_guard_for_tests(sql, &grant).await.is_err(), "{sql} ran past the read-only transaction");
+    let sql_source: &investigator::sources::sql::SqlSource =
+        source.as_any().downcast_ref().expect("sql source");
+    for sql in [
+        "DELETE FROM canary",
+        "UPDATE canary SET note = 'x'",
+        "INSERT INTO canary VALUES (9, 'x')",
+    ] {
+        assert!(
+            sql_source
+                .run_without_guard_for_tests(sql, &grant)
+                .await
+                .is_err(),
+            "{sql} ran past the read-only transaction"
+        );
     }
     assert_eq!(fx.fingerprint().await, before);
     fx.drop().await;
@@ -162,20 +197,40 @@ async fn database_layers_hold_without_the_guard() {
 async fn results_types_caps_and_timeouts() {
     let fx = MyFixture::new().await;
     let h = fx.harness().await;
-    let table = h.query("U_USER", "users", "SELECT id, customer, amount, created_at, meta FROM orders ORDER BY id").await.expect("query");
+    let table = h
+        .query(
+            "U_USER",
+            "users",
+            "SELECT id, customer, amount, created_at, meta FROM orders ORDER BY id",
+        )
+        .await
+        .expect("query");
     assert_eq!(table.rows.len(), 100);
     assert!(table.truncated);
     assert_eq!(table.total_rows, Some(500));
     assert_eq!(table.rows[0][0], json!(1));
     assert_eq!(table.rows[0][1], json!("c1"));
     assert_eq!(table.rows[0][2], json!("7.00"));
-    let slow = h.query("U_USER", "users", "SELECT count(*) FROM seq_1_to_100000000 a, seq_1_to_1000 b").await;
+    let slow = h
+        .query(
+            "U_USER",
+            "users",
+            "SELECT count(*) FROM seq_1_to_100000000 a, seq_1_to_1000 b",
+        )
+        .await;
     assert!(
-        matches!(slow, Err(CallError::Source(SourceError::Query(_))) | Err(CallError::Source(SourceError::Timeout(_)))),
+        matches!(
+            slow,
+            Err(CallError::Source(SourceError::Query(_)))
+                | Err(CallError::Source(SourceError::Timeout(_)))
+        ),
         "expected a timeout, got {:?}",
         slow.map(|t| t.rows.len())
     );
-    assert!(h.query("U_USER", "users", "SELECT 1").await.is_ok(), "pool usable after a timeout");
+    assert!(
+        h.query("U_USER", "users", "SELECT 1").await.is_ok(),
+        "pool usable after a timeout"
+    );
     let secret = format!("SELECT token FROM {}.credentials", fx.secret);
     assert!(h.query("U_OTHER", "users", &secret).await.is_ok());
     assert!(matches!(h.query("U_USER", "users", &secret).await, Err(ref e) if is_refusal(e)));

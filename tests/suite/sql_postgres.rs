@@ -67,7 +67,10 @@ impl PgFixture {
             app = self.app,
             secret = self.secret
         );
-        let row = sqlx::query(&sql).fetch_one(&self.admin).await.expect("fingerprint");
+        let row = sqlx::query(&sql)
+            .fetch_one(&self.admin)
+            .await
+            .expect("fingerprint");
         row.try_get::<String, _>(0).expect("fingerprint text")
     }
 
@@ -118,13 +121,21 @@ squads:
     }
 
     async fn drop(self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE; DROP SCHEMA IF EXISTS {} CASCADE;", self.app, self.secret);
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE; DROP SCHEMA IF EXISTS {} CASCADE;",
+            self.app, self.secret
+        );
         let _ = self.admin.execute(sql.as_str()).await;
     }
 }
 
 fn is_refusal(err: &CallError) -> bool {
-    matches!(err, CallError::Denied(_) | CallError::Source(SourceError::Refused(_)) | CallError::Source(SourceError::BadArguments { .. }))
+    matches!(
+        err,
+        CallError::Denied(_)
+            | CallError::Source(SourceError::Refused(_))
+            | CallError::Source(SourceError::BadArguments { .. })
+    )
 }
 
 #[tokio::test]
@@ -143,10 +154,18 @@ async fn hostile_corpus_is_refused_and_changes_nothing() {
             other => not_refused.push(format!("{sql:?} -> {:?}", other.map(|t| t.rows.len()))),
         }
     }
-    assert_eq!(fx.fingerprint().await, before, "a hostile statement changed the database");
-    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    assert_eq!(
+        fx.fingerprint().await,
+        before,
+        "a hostile statement changed the database"
+    );
+    assert!(!std::path::Path::new(&format!("/tmp/pwned-{}", fx.app)).exists());
     fx.drop().await;
-    assert!(not_refused.is_empty(), "not refused:\n{}", not_refused.join("\n"));
+    assert!(
+        not_refused.is_empty(),
+        "not refused:\n{}",
+        not_refused.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -163,7 +182,11 @@ async fn legitimate_investigation_queries_succeed() {
     }
     assert_eq!(fx.fingerprint().await, before);
     fx.drop().await;
-    assert!(failed.is_empty(), "legitimate queries failed:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "legitimate queries failed:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -188,13 +211,20 @@ async fn database_layers_hold_without_the_guard() {
         assert!(result.is_err(), "{sql} ran past the read-only transaction");
     }
     // The search_path holds only granted schemas: an unqualified name cannot reach another's.
-    let result = sql_source.run_without_guard_for_tests("SELECT * FROM credentials", &grant).await;
-    assert!(result.is_err(), "unqualified name reached an ungranted schema");
+    let result = sql_source
+        .run_without_guard_for_tests("SELECT * FROM credentials", &grant)
+        .await;
+    assert!(
+        result.is_err(),
+        "unqualified name reached an ungranted schema"
+    );
     assert_eq!(fx.fingerprint().await, before);
     fx.drop().await;
 }
 
-fn source_as_sql(source: &std::sync::Arc<dyn investigator::sources::Source>) -> &investigator::sources::sql::SqlSource {
+fn source_as_sql(
+    source: &std::sync::Arc<dyn investigator::sources::Source>,
+) -> &investigator::sources::sql::SqlSource {
     source.as_any().downcast_ref().expect("a SQL source")
 }
 
@@ -202,23 +232,43 @@ fn source_as_sql(source: &std::sync::Arc<dyn investigator::sources::Source>) -> 
 async fn results_carry_columns_types_counts_and_truncation() {
     let fx = PgFixture::new().await;
     let h = fx.harness().await;
-    let table = h.query("U_PAY", "shop", "SELECT id, customer, amount, created_at, meta FROM orders ORDER BY id").await.expect("query");
+    let table = h
+        .query(
+            "U_PAY",
+            "shop",
+            "SELECT id, customer, amount, created_at, meta FROM orders ORDER BY id",
+        )
+        .await
+        .expect("query");
     assert_eq!(table.rows.len(), 200, "row cap from max_rows");
     assert!(table.truncated);
     assert_eq!(table.total_rows, Some(500), "total counted despite the cap");
     let types: Vec<&str> = table.columns.iter().map(|c| c.type_name.as_str()).collect();
-    assert_eq!(types, vec!["INT4", "TEXT", "NUMERIC", "TIMESTAMPTZ", "JSONB"]);
+    assert_eq!(
+        types,
+        vec!["INT4", "TEXT", "NUMERIC", "TIMESTAMPTZ", "JSONB"]
+    );
     assert_eq!(table.rows[0][0], json!(1));
     assert_eq!(table.rows[0][1], json!("c1"));
     assert_eq!(table.rows[0][2], json!("7.00"));
     assert!(table.rows[0][4].get("region").is_some());
 
-    let small = h.query("U_PAY", "shop", "SELECT count(*) AS n FROM orders WHERE status = 'failed'").await.expect("count");
+    let small = h
+        .query(
+            "U_PAY",
+            "shop",
+            "SELECT count(*) AS n FROM orders WHERE status = 'failed'",
+        )
+        .await
+        .expect("count");
     assert_eq!(small.rows, vec![vec![json!(100)]]);
     assert!(!small.truncated);
     assert_eq!(small.total_rows, Some(1));
 
-    let empty = h.query("U_PAY", "shop", "SELECT id, status FROM orders WHERE false").await.expect("empty");
+    let empty = h
+        .query("U_PAY", "shop", "SELECT id, status FROM orders WHERE false")
+        .await
+        .expect("empty");
     assert_eq!(empty.columns.len(), 2, "columns known even with no rows");
     assert_eq!(empty.total_rows, Some(0));
     fx.drop().await;
@@ -230,14 +280,27 @@ async fn huge_results_stop_at_the_cap_and_slow_queries_time_out() {
     let h = fx.harness().await;
     // Big enough that keeping it all would be wrong, small enough that counting it
     // stays far inside the 2 s statement timeout on a loaded 2-core machine.
-    let big = h.query("U_PAY", "shop", "SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g").await.expect("big");
+    let big = h
+        .query(
+            "U_PAY",
+            "shop",
+            "SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g",
+        )
+        .await
+        .expect("big");
     assert_eq!(big.rows.len(), 200);
     assert_eq!(big.total_rows, Some(300_000));
     let slow = h
-        .query("U_PAY", "shop", "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 1000) b")
+        .query(
+            "U_PAY",
+            "shop",
+            "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 1000) b",
+        )
         .await;
     match slow {
-        Err(CallError::Source(SourceError::Query(msg))) => assert!(msg.contains("timeout"), "{msg}"),
+        Err(CallError::Source(SourceError::Query(msg))) => {
+            assert!(msg.contains("timeout"), "{msg}")
+        }
         Err(CallError::Source(SourceError::Timeout(_))) => {}
         other => panic!("expected a timeout, got {:?}", other.map(|t| t.rows.len())),
     }
@@ -251,20 +314,67 @@ async fn grants_are_enforced_per_squad_and_channel() {
     let fx = PgFixture::new().await;
     let h = fx.harness().await;
     let secret_table = format!("SELECT token FROM {}.credentials", fx.secret);
-    assert!(h.query("U_OTHER", "shop", &secret_table).await.is_ok(), "owner squad reads its schema");
+    assert!(
+        h.query("U_OTHER", "shop", &secret_table).await.is_ok(),
+        "owner squad reads its schema"
+    );
     assert!(matches!(h.query("U_PAY", "shop", &secret_table).await, Err(ref e) if is_refusal(e)));
     // A member of both squads, in pay's channel, is narrowed to pay's schema.
-    let principal = investigator::access::Principal::new(investigator::access::Transport::Slack, "U_BOTH").in_channel("C_PAY");
+    let principal =
+        investigator::access::Principal::new(investigator::access::Transport::Slack, "U_BOTH")
+            .in_channel("C_PAY");
     let access = investigator::access::resolve(&h.config, &principal).expect("resolves");
-    let outcome = h.gate.call(&access, "shop", "run_query", &json!({"sql": secret_table}), &CallContext::default()).await;
+    let outcome = h
+        .gate
+        .call(
+            &access,
+            "shop",
+            "run_query",
+            &json!({"sql": secret_table}),
+            &CallContext::default(),
+        )
+        .await;
     assert!(matches!(outcome.result, Err(ref e) if is_refusal(e)));
     // Unknown source and unknown tool are refusals, not crashes.
-    let outcome = h.gate.call(&access, "nope", "run_query", &json!({"sql": "SELECT 1"}), &CallContext::default()).await;
+    let outcome = h
+        .gate
+        .call(
+            &access,
+            "nope",
+            "run_query",
+            &json!({"sql": "SELECT 1"}),
+            &CallContext::default(),
+        )
+        .await;
     assert!(matches!(outcome.result, Err(CallError::Denied(_))));
-    let outcome = h.gate.call(&access, "shop", "drop_everything", &json!({}), &CallContext::default()).await;
-    assert!(matches!(outcome.result, Err(CallError::Source(SourceError::UnknownTool { .. }))));
-    let outcome = h.gate.call(&access, "shop", "run_query", &json!({"sql": 42}), &CallContext::default()).await;
-    assert!(matches!(outcome.result, Err(CallError::Source(SourceError::BadArguments { .. }))));
+    let outcome = h
+        .gate
+        .call(
+            &access,
+            "shop",
+            "drop_everything",
+            &json!({}),
+            &CallContext::default(),
+        )
+        .await;
+    assert!(matches!(
+        outcome.result,
+        Err(CallError::Source(SourceError::UnknownTool { .. }))
+    ));
+    let outcome = h
+        .gate
+        .call(
+            &access,
+            "shop",
+            "run_query",
+            &json!({"sql": 42}),
+            &CallContext::default(),
+        )
+        .await;
+    assert!(matches!(
+        outcome.result,
+        Err(CallError::Source(SourceError::BadArguments { .. }))
+    ));
     fx.drop().await;
 }
 
@@ -274,18 +384,60 @@ async fn catalog_tools_describe_only_the_grant() {
     let h = fx.harness().await;
     let access = h.access("U_PAY");
     let ctx = CallContext::default();
-    let listed = h.gate.call(&access, "shop", "list_tables", &json!({}), &ctx).await.result.expect("list");
+    let listed = h
+        .gate
+        .call(&access, "shop", "list_tables", &json!({}), &ctx)
+        .await
+        .result
+        .expect("list");
     let text = serde_json::to_string(&listed.content).unwrap_or_default();
-    assert!(text.contains("orders") && text.contains("payments"), "{text}");
-    assert!(!text.contains("credentials") && !text.contains(&fx.secret), "other schema leaked: {text}");
-    let described = h.gate.call(&access, "shop", "describe_table", &json!({"table": "orders"}), &ctx).await.result.expect("describe");
+    assert!(
+        text.contains("orders") && text.contains("payments"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("credentials") && !text.contains(&fx.secret),
+        "other schema leaked: {text}"
+    );
+    let described = h
+        .gate
+        .call(
+            &access,
+            "shop",
+            "describe_table",
+            &json!({"table": "orders"}),
+            &ctx,
+        )
+        .await
+        .result
+        .expect("describe");
     let text = serde_json::to_string(&described.content).unwrap_or_default();
     assert!(text.contains("\"row_estimate\":500"), "{text}");
-    assert!(text.contains("orders_status_idx") && text.contains("amount"), "{text}");
-    let denied = h.gate.call(&access, "shop", "describe_table", &json!({"table": format!("{}.credentials", fx.secret)}), &ctx).await;
+    assert!(
+        text.contains("orders_status_idx") && text.contains("amount"),
+        "{text}"
+    );
+    let denied = h
+        .gate
+        .call(
+            &access,
+            "shop",
+            "describe_table",
+            &json!({"table": format!("{}.credentials", fx.secret)}),
+            &ctx,
+        )
+        .await;
     assert!(matches!(denied.result, Err(ref e) if is_refusal(e)));
-    let tools: Vec<String> = h.gate.tools_for(&access).iter().map(|t| format!("{}:{}", t.source, t.spec.name)).collect();
-    assert_eq!(tools, vec!["shop:list_tables", "shop:describe_table", "shop:run_query"]);
+    let tools: Vec<String> = h
+        .gate
+        .tools_for(&access)
+        .iter()
+        .map(|t| format!("{}:{}", t.source, t.spec.name))
+        .collect();
+    assert_eq!(
+        tools,
+        vec!["shop:list_tables", "shop:describe_table", "shop:run_query"]
+    );
     fx.drop().await;
 }
 
@@ -295,15 +447,29 @@ async fn every_call_is_audited_in_a_verifiable_chain() {
     let h = fx.harness().await;
     let _ = h.query("U_PAY", "shop", "SELECT 1").await;
     let _ = h.query("U_PAY", "shop", "DELETE FROM canary").await;
-    let _ = h.query("U_PAY", "shop", &format!("SELECT * FROM {}.credentials", fx.secret)).await;
+    let _ = h
+        .query(
+            "U_PAY",
+            "shop",
+            &format!("SELECT * FROM {}.credentials", fx.secret),
+        )
+        .await;
     let entries = h.gate.store().tail_audit(10).await.expect("tail");
     assert_eq!(entries.len(), 3);
-    let verdicts: Vec<String> = entries.iter().map(|e| format!("{:?}", e.record.verdict)).collect();
+    let verdicts: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{:?}", e.record.verdict))
+        .collect();
     assert_eq!(verdicts, vec!["Allowed", "Refused", "Refused"]);
     assert_eq!(entries[0].record.principal, "slack:U_PAY");
     assert_eq!(entries[0].record.squad.as_deref(), Some("pay"));
     assert_eq!(entries[0].record.rows, Some(1));
-    assert!(entries[1].record.reason.as_deref().unwrap_or_default().starts_with("refused:"));
+    assert!(entries[1]
+        .record
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("refused:"));
     let report = h.gate.store().verify_audit().await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
     fx.drop().await;
@@ -325,6 +491,13 @@ data_sources:
         assert!(!health.ok, "{name} reported healthy");
         assert!(!health.detail.is_empty());
         let err = h.query("U_PAY", name, "SELECT 1").await.expect_err("fails");
-        assert!(matches!(err, CallError::Source(SourceError::Unavailable(_)) | CallError::Source(SourceError::Query(_))), "{name}: {err:?}");
+        assert!(
+            matches!(
+                err,
+                CallError::Source(SourceError::Unavailable(_))
+                    | CallError::Source(SourceError::Query(_))
+            ),
+            "{name}: {err:?}"
+        );
     }
 }

@@ -53,7 +53,10 @@ where
 pub(crate) fn columns_of<R: Row>(row: &R) -> Vec<Column> {
     row.columns()
         .iter()
-        .map(|c| Column { name: c.name().to_string(), type_name: c.type_info().name().to_string() })
+        .map(|c| Column {
+            name: c.name().to_string(),
+            type_name: c.type_info().name().to_string(),
+        })
         .collect()
 }
 
@@ -63,12 +66,19 @@ fn approx_size(value: &Value) -> u64 {
         Value::Number(_) => 8,
         Value::String(s) => s.len() as u64 + 2,
         Value::Array(items) => items.iter().map(approx_size).sum::<u64>() + 2,
-        Value::Object(map) => map.iter().map(|(k, v)| k.len() as u64 + approx_size(v)).sum::<u64>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() as u64 + approx_size(v))
+                .sum::<u64>()
+                + 2
+        }
     }
 }
 
 fn float(v: f64) -> Value {
-    Number::from_f64(v).map(Value::Number).unwrap_or_else(|| Value::String(v.to_string()))
+    Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(v.to_string()))
 }
 
 fn binary(bytes: &[u8]) -> Value {
@@ -76,7 +86,10 @@ fn binary(bytes: &[u8]) -> Value {
         return Value::String(text.to_string());
     }
     let shown = &bytes[..bytes.len().min(BINARY_PREVIEW)];
-    let mut text = format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(shown));
+    let mut text = format!(
+        "base64:{}",
+        base64::engine::general_purpose::STANDARD.encode(shown)
+    );
     if bytes.len() > BINARY_PREVIEW {
         text.push_str(&format!("… ({} bytes)", bytes.len()));
     }
@@ -110,7 +123,9 @@ pub(crate) fn pg_row(row: &sqlx::postgres::PgRow) -> Vec<Value> {
 fn pg_cell(row: &sqlx::postgres::PgRow, i: usize) -> Value {
     use sqlx::postgres::types::{Oid, PgInterval};
     use sqlx::postgres::PgTypeKind;
-    let Ok(raw) = row.try_get_raw(i) else { return Value::Null };
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
     if raw.is_null() {
         return Value::Null;
     }
@@ -159,7 +174,9 @@ pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Vec<Value> {
 }
 
 fn mysql_cell(row: &sqlx::mysql::MySqlRow, i: usize) -> Value {
-    let Ok(raw) = row.try_get_raw(i) else { return Value::Null };
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
     if raw.is_null() {
         return Value::Null;
     }
@@ -193,17 +210,29 @@ pub(crate) fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Vec<Value> {
 }
 
 fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> Value {
-    let Ok(raw) = row.try_get_raw(i) else { return Value::Null };
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
     if raw.is_null() {
         return Value::Null;
     }
     // SQLite types values, not columns: decode by the storage class of this value.
     let class = raw.type_info().name().to_ascii_uppercase();
     let decoded = match class.as_str() {
-        "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => row.try_get_unchecked::<i64, _>(i).ok().map(Value::from),
-        "REAL" | "FLOAT" | "DOUBLE" | "NUMERIC" => row.try_get_unchecked::<f64, _>(i).ok().map(float),
-        "BLOB" => row.try_get_unchecked::<Vec<u8>, _>(i).ok().map(|v| binary(&v)),
-        _ => row.try_get_unchecked::<String, _>(i).ok().map(Value::String),
+        "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => {
+            row.try_get_unchecked::<i64, _>(i).ok().map(Value::from)
+        }
+        "REAL" | "FLOAT" | "DOUBLE" | "NUMERIC" => {
+            row.try_get_unchecked::<f64, _>(i).ok().map(float)
+        }
+        "BLOB" => row
+            .try_get_unchecked::<Vec<u8>, _>(i)
+            .ok()
+            .map(|v| binary(&v)),
+        _ => row
+            .try_get_unchecked::<String, _>(i)
+            .ok()
+            .map(Value::String),
     };
     decoded.unwrap_or_else(|| unrendered(&class))
 }
@@ -215,7 +244,9 @@ mod tests {
     #[test]
     fn binary_values_are_previewed_not_dumped() {
         let bytes: Vec<u8> = (0..200u8).map(|b| b.wrapping_mul(7) | 0x80).collect();
-        let Value::String(text) = binary(&bytes) else { panic!("expected a string") };
+        let Value::String(text) = binary(&bytes) else {
+            panic!("expected a string")
+        };
         assert!(text.starts_with("base64:"));
         assert!(text.ends_with("(200 bytes)"), "{text}");
         assert_eq!(binary(b"plain"), Value::String("plain".into()));

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health,
-    Result, Source, ToolOutput, ToolSpec,
+    arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
+    Health, Result, Source, ToolOutput, ToolSpec,
 };
 use crate::access::SourceGrant;
 use crate::config::{database_schemas, DatabaseConfig, DatabaseKind, SourceEntry, SourceSpec};
@@ -71,7 +71,10 @@ pub struct SqlSource {
 /// The registry's factory for `postgresql`, `mysql` and `sqlite`.
 pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Result<Arc<dyn Source>> {
     let SourceSpec::Database(db) = &entry.spec else {
-        return Err(Error::Config(format!("source `{}` is not a database", entry.name)));
+        return Err(Error::Config(format!(
+            "source `{}` is not a database",
+            entry.name
+        )));
     };
     Ok(Arc::new(SqlSource::new(entry, db, ctx)?))
 }
@@ -81,7 +84,10 @@ impl SqlSource {
         let limits = Limits {
             max_rows: db.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
             max_bytes: db.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-            statement_timeout: db.statement_timeout.map(|d| d.0).unwrap_or(DEFAULT_STATEMENT_TIMEOUT),
+            statement_timeout: db
+                .statement_timeout
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_STATEMENT_TIMEOUT),
         };
         let password = match &db.password {
             Some(secret) => Some(
@@ -91,12 +97,20 @@ impl SqlSource {
             ),
             None => None,
         };
-        let connect_timeout = db.connect_timeout.map(|d| d.0).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connect_timeout = db
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let (dialect, default_schema, backend) = match db.kind {
             DatabaseKind::Postgresql => (
                 Dialect::Postgres,
                 "public".to_string(),
-                Backend::Postgres(postgres::Backend::new(db, password, connect_timeout, &limits)?),
+                Backend::Postgres(postgres::Backend::new(
+                    db,
+                    password,
+                    connect_timeout,
+                    &limits,
+                )?),
             ),
             DatabaseKind::Mysql | DatabaseKind::Mariadb => (
                 Dialect::MySql,
@@ -105,7 +119,9 @@ impl SqlSource {
             ),
             DatabaseKind::Sqlite => {
                 let path = db.path.clone().unwrap_or_default();
-                let path = if std::path::Path::new(&path).is_relative() && !ctx.config_dir.as_os_str().is_empty() {
+                let path = if std::path::Path::new(&path).is_relative()
+                    && !ctx.config_dir.as_os_str().is_empty()
+                {
                     ctx.config_dir.join(path)
                 } else {
                     std::path::PathBuf::from(path)
@@ -120,7 +136,10 @@ impl SqlSource {
         // Unqualified names resolve to the first allowlisted schema on PostgreSQL, so
         // that is what the guard must treat as the default.
         let default_schema = match db.kind {
-            DatabaseKind::Postgresql => database_schemas(db).into_iter().next().unwrap_or(default_schema),
+            DatabaseKind::Postgresql => database_schemas(db)
+                .into_iter()
+                .next()
+                .unwrap_or(default_schema),
             DatabaseKind::Mysql | DatabaseKind::Mariadb | DatabaseKind::Sqlite => default_schema,
         };
         Ok(SqlSource {
@@ -153,10 +172,18 @@ impl SqlSource {
             .find(|s| s.eq_ignore_ascii_case(&self.default_schema))
             .cloned()
             .unwrap_or_else(|| schemas[0].clone());
-        Ok(RunScope { default_schema, schemas })
+        Ok(RunScope {
+            default_schema,
+            schemas,
+        })
     }
 
-    async fn run_query(&self, args: &Value, grant: &SourceGrant, ctx: &CallContext) -> Result<ToolOutput> {
+    async fn run_query(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
         reject_unknown_args(TOOL_RUN_QUERY, args, &["sql", "max_rows"])?;
         let sql = arg_str(TOOL_RUN_QUERY, args, "sql")?;
         let scope = self.scope(grant)?;
@@ -164,20 +191,36 @@ impl SqlSource {
             default_schema: scope.default_schema.clone(),
             schemas: scope.schemas.clone(),
         };
-        let approved = guard::check(self.dialect, sql, &guard_scope).map_err(|r| Error::Refused(r.to_string()))?;
+        let approved = guard::check(self.dialect, sql, &guard_scope)
+            .map_err(|r| Error::Refused(r.to_string()))?;
         let mut limits = self.limits_for(ctx);
         if let Some(requested) = arg_opt_u64(TOOL_RUN_QUERY, args, "max_rows")? {
-            limits.max_rows = limits.max_rows.min(requested.clamp(1, u32::MAX as u64) as u32);
+            limits.max_rows = limits
+                .max_rows
+                .min(requested.clamp(1, u32::MAX as u64) as u32);
         }
         let count_total = approved.kind == StatementKind::Select;
         let table = self
-            .with_timeout(limits, self.execute(&approved.sql, count_total, &scope, &limits))
+            .with_timeout(
+                limits,
+                self.execute(&approved.sql, count_total, &scope, &limits),
+            )
             .await?;
         let note = truncation_note(&table);
-        Ok(ToolOutput { statement: approved.sql, content: Content::Table(table), note })
+        Ok(ToolOutput {
+            statement: approved.sql,
+            content: Content::Table(table),
+            note,
+        })
     }
 
-    async fn execute(&self, sql: &str, count_total: bool, scope: &RunScope, limits: &Limits) -> Result<Table> {
+    async fn execute(
+        &self,
+        sql: &str,
+        count_total: bool,
+        scope: &RunScope,
+        limits: &Limits,
+    ) -> Result<Table> {
         match &self.backend {
             Backend::Postgres(b) => b.run(sql, count_total, scope, limits).await,
             Backend::MySql(b) => b.run(sql, count_total, scope, limits).await,
@@ -189,10 +232,15 @@ impl SqlSource {
     /// transaction, timeouts, caps), skipping the guard. Exists so tests can prove
     /// those layers hold by themselves; nothing in the product calls it.
     #[doc(hidden)]
-    pub async fn run_without_guard_for_tests(&self, sql: &str, grant: &SourceGrant) -> Result<Table> {
+    pub async fn run_without_guard_for_tests(
+        &self,
+        sql: &str,
+        grant: &SourceGrant,
+    ) -> Result<Table> {
         let scope = self.scope(grant)?;
         let limits = self.limits;
-        self.with_timeout(limits, self.execute(sql, false, &scope, &limits)).await
+        self.with_timeout(limits, self.execute(sql, false, &scope, &limits))
+            .await
     }
 
     fn limits_for(&self, ctx: &CallContext) -> Limits {
@@ -202,14 +250,23 @@ impl SqlSource {
     }
 
     /// The client-side timeout behind the server's.
-    async fn with_timeout<T>(&self, limits: Limits, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn with_timeout<T>(
+        &self,
+        limits: Limits,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         match tokio::time::timeout(limits.statement_timeout + CLIENT_GRACE, fut).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(limits.statement_timeout)),
         }
     }
 
-    async fn list_tables(&self, args: &Value, grant: &SourceGrant, ctx: &CallContext) -> Result<ToolOutput> {
+    async fn list_tables(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
         reject_unknown_args(TOOL_LIST_TABLES, args, &["schema"])?;
         let scope = self.scope(grant)?;
         let schemas = match arg_opt_str(TOOL_LIST_TABLES, args, "schema")? {
@@ -233,7 +290,12 @@ impl SqlSource {
         })
     }
 
-    async fn describe_table(&self, args: &Value, grant: &SourceGrant, ctx: &CallContext) -> Result<ToolOutput> {
+    async fn describe_table(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
         reject_unknown_args(TOOL_DESCRIBE_TABLE, args, &["table", "schema"])?;
         let scope = self.scope(grant)?;
         let raw = arg_str(TOOL_DESCRIBE_TABLE, args, "table")?;
@@ -294,7 +356,10 @@ fn truncation_note(table: &Table) -> Option<String> {
     let by = table.truncated_by.clone().unwrap_or_else(|| "a cap".into());
     Some(match table.total_rows {
         Some(total) => format!("showing {} of {} rows ({by})", table.rows.len(), total),
-        None => format!("showing the first {} rows ({by}); total unknown", table.rows.len()),
+        None => format!(
+            "showing the first {} rows ({by}); total unknown",
+            table.rows.len()
+        ),
     })
 }
 
@@ -379,12 +444,26 @@ impl Source for SqlSource {
         .unwrap_or(Err(Error::Timeout(DEFAULT_CONNECT_TIMEOUT)));
         let latency_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(version) => Health { ok: true, detail: version, latency_ms },
-            Err(err) => Health { ok: false, detail: err.to_string(), latency_ms },
+            Ok(version) => Health {
+                ok: true,
+                detail: version,
+                latency_ms,
+            },
+            Err(err) => Health {
+                ok: false,
+                detail: err.to_string(),
+                latency_ms,
+            },
         }
     }
 
-    async fn call(&self, tool: &str, args: &Value, grant: &SourceGrant, ctx: &CallContext) -> Result<ToolOutput> {
+    async fn call(
+        &self,
+        tool: &str,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
         match tool {
             TOOL_RUN_QUERY => self.run_query(args, grant, ctx).await,
             TOOL_LIST_TABLES => self.list_tables(args, grant, ctx).await,
@@ -407,8 +486,19 @@ impl Source for SqlSource {
         };
         let mut lines = Vec::new();
         for object in table.to_objects() {
-            let text = |k: &str| object.get(k).map(crate::evidence::cell_text).unwrap_or_default();
-            lines.push(format!("{}.{} ({} rows est.): {}", text("schema"), text("table"), text("row_estimate"), text("columns")));
+            let text = |k: &str| {
+                object
+                    .get(k)
+                    .map(crate::evidence::cell_text)
+                    .unwrap_or_default()
+            };
+            lines.push(format!(
+                "{}.{} ({} rows est.): {}",
+                text("schema"),
+                text("table"),
+                text("row_estimate"),
+                text("columns")
+            ));
         }
         Ok(lines.join("\n"))
     }
@@ -431,19 +521,26 @@ pub(crate) fn map_sqlx(err: sqlx::Error) -> Error {
             } else if lower.contains("read-only transaction")
                 || lower.contains("read only transaction")
                 || lower.contains("read-only")
-                || lower.contains("readonly database") {
+                || lower.contains("readonly database")
+            {
                 Error::Refused(format!("refused by the database: {message}"))
-            } else if lower.contains("password authentication failed") || lower.contains("access denied") {
+            } else if lower.contains("password authentication failed")
+                || lower.contains("access denied")
+            {
                 Error::Unavailable(format!("authentication failed: {message}"))
             } else {
                 Error::Query(message)
             }
         }
-        sqlx::Error::PoolTimedOut => Error::Unavailable("timed out connecting to the database".into()),
+        sqlx::Error::PoolTimedOut => {
+            Error::Unavailable("timed out connecting to the database".into())
+        }
         sqlx::Error::Io(io) => Error::Unavailable(format!("cannot reach the database: {io}")),
         sqlx::Error::Tls(tls) => Error::Unavailable(format!("TLS error: {tls}")),
         sqlx::Error::Configuration(c) => Error::Config(c.to_string()),
-        sqlx::Error::ColumnDecode { index, source } => Error::Query(format!("cannot decode column {index}: {source}")),
+        sqlx::Error::ColumnDecode { index, source } => {
+            Error::Query(format!("cannot decode column {index}: {source}"))
+        }
         other => Error::Unavailable(other.to_string()),
     }
 }
@@ -456,6 +553,9 @@ pub(crate) fn count_sql(sql: &str) -> String {
 
 /// Quotes an identifier for PostgreSQL (`"` doubled) or MySQL (`` ` `` doubled).
 pub(crate) fn quote_ident(name: &str, quote: char) -> String {
-    let doubled: String = name.chars().flat_map(|c| if c == quote { vec![c, c] } else { vec![c] }).collect();
+    let doubled: String = name
+        .chars()
+        .flat_map(|c| if c == quote { vec![c, c] } else { vec![c] })
+        .collect();
     format!("{quote}{doubled}{quote}")
 }

@@ -19,7 +19,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(db: &DatabaseConfig, password: Option<Secret>, connect_timeout: Duration, limits: &Limits) -> Result<Self> {
+    pub fn new(
+        db: &DatabaseConfig,
+        password: Option<Secret>,
+        connect_timeout: Duration,
+        limits: &Limits,
+    ) -> Result<Self> {
         let mut options = MySqlConnectOptions::new()
             .host(db.host.as_deref().unwrap_or("localhost"))
             .port(db.port.unwrap_or(3306))
@@ -55,14 +60,23 @@ impl Backend {
                 Box::pin(async move {
                     // Every later transaction of this session is read-only.
                     conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
-                    let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *conn).await?;
+                    let version: String = sqlx::query_scalar("SELECT VERSION()")
+                        .fetch_one(&mut *conn)
+                        .await?;
                     let set_timeout = if version.to_ascii_lowercase().contains("mariadb") {
-                        format!("SET SESSION max_statement_time = {:.3}", timeout.as_secs_f64())
+                        format!(
+                            "SET SESSION max_statement_time = {:.3}",
+                            timeout.as_secs_f64()
+                        )
                     } else {
-                        format!("SET SESSION max_execution_time = {}", timeout.as_millis().max(1))
+                        format!(
+                            "SET SESSION max_execution_time = {}",
+                            timeout.as_millis().max(1)
+                        )
                     };
                     conn.execute(set_timeout.as_str()).await?;
-                    conn.execute("SET SESSION group_concat_max_len = 65536").await?;
+                    conn.execute("SET SESSION group_concat_max_len = 65536")
+                        .await?;
                     Ok(())
                 })
             })
@@ -71,7 +85,10 @@ impl Backend {
     }
 
     pub async fn version(&self) -> Result<String> {
-        let row = sqlx::query("SELECT VERSION()").fetch_one(&self.pool).await.map_err(map_sqlx)?;
+        let row = sqlx::query("SELECT VERSION()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
         row.try_get::<String, _>(0).map_err(map_sqlx)
     }
 
@@ -80,7 +97,13 @@ impl Backend {
         self.pool.begin().await.map_err(map_sqlx)
     }
 
-    pub async fn run(&self, sql: &str, count_total: bool, _scope: &RunScope, limits: &Limits) -> Result<Table> {
+    pub async fn run(
+        &self,
+        sql: &str,
+        count_total: bool,
+        _scope: &RunScope,
+        limits: &Limits,
+    ) -> Result<Table> {
         let mut tx = self.begin().await?;
         let (columns, mut table) = {
             let stream = sqlx::query(sql).fetch(&mut *tx);
@@ -95,7 +118,10 @@ impl Backend {
                     .iter()
                     .map(|c| {
                         use sqlx::{Column as _, TypeInfo};
-                        Column { name: c.name().to_string(), type_name: c.type_info().name().to_string() }
+                        Column {
+                            name: c.name().to_string(),
+                            type_name: c.type_info().name().to_string(),
+                        }
                     })
                     .collect()
             }
@@ -130,7 +156,10 @@ impl Backend {
         table.columns = columns.unwrap_or_else(|| {
             ["schema", "table", "type", "row_estimate", "columns"]
                 .iter()
-                .map(|n| Column { name: n.to_string(), type_name: "TEXT".into() })
+                .map(|n| Column {
+                    name: n.to_string(),
+                    type_name: "TEXT".into(),
+                })
                 .collect()
         });
         tx.rollback().await.map_err(map_sqlx)?;
@@ -149,7 +178,9 @@ impl Backend {
         .await
         .map_err(map_sqlx)?;
         let Some(rel) = rel else {
-            return Err(Error::Query(format!("table `{schema}.{table}` does not exist")));
+            return Err(Error::Query(format!(
+                "table `{schema}.{table}` does not exist"
+            )));
         };
         let estimate: i64 = rel.try_get(0).map_err(map_sqlx)?;
         let columns = sqlx::query(

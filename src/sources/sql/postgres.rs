@@ -19,7 +19,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(db: &DatabaseConfig, password: Option<Secret>, connect_timeout: Duration, limits: &Limits) -> Result<Self> {
+    pub fn new(
+        db: &DatabaseConfig,
+        password: Option<Secret>,
+        connect_timeout: Duration,
+        limits: &Limits,
+    ) -> Result<Self> {
         let mut options = PgConnectOptions::new()
             .host(db.host.as_deref().unwrap_or("localhost"))
             .port(db.port.unwrap_or(5432))
@@ -30,7 +35,10 @@ impl Backend {
             // A second layer under the per-call READ ONLY transaction.
             .options([
                 ("default_transaction_read_only", "on"),
-                ("statement_timeout", &limits.statement_timeout.as_millis().to_string()),
+                (
+                    "statement_timeout",
+                    &limits.statement_timeout.as_millis().to_string(),
+                ),
                 ("idle_in_transaction_session_timeout", "60000"),
             ]);
         if let Some(user) = &db.username {
@@ -60,16 +68,27 @@ impl Backend {
     }
 
     pub async fn version(&self) -> Result<String> {
-        let row = sqlx::query("SELECT version()").fetch_one(&self.pool).await.map_err(map_sqlx)?;
+        let row = sqlx::query("SELECT version()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
         row.try_get::<String, _>(0).map_err(map_sqlx)
     }
 
-    async fn begin(&self, schemas: &[String], limits: &Limits) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    async fn begin(
+        &self,
+        schemas: &[String],
+        limits: &Limits,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         // One round trip (simple protocol). SET TRANSACTION must come first: after
         // it, any write in this transaction fails.
         let timeout_ms = limits.statement_timeout.as_millis().max(1);
-        let path = schemas.iter().map(|s| quote_ident(s, '"')).collect::<Vec<_>>().join(", ");
+        let path = schemas
+            .iter()
+            .map(|s| quote_ident(s, '"'))
+            .collect::<Vec<_>>()
+            .join(", ");
         let setup = format!(
             "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; \
              SET LOCAL lock_timeout = 2000; SET LOCAL search_path TO {path}"
@@ -78,10 +97,22 @@ impl Backend {
         Ok(tx)
     }
 
-    pub async fn run(&self, sql: &str, count_total: bool, scope: &RunScope, limits: &Limits) -> Result<Table> {
+    pub async fn run(
+        &self,
+        sql: &str,
+        count_total: bool,
+        scope: &RunScope,
+        limits: &Limits,
+    ) -> Result<Table> {
         // Default schema first so unqualified names resolve where the guard assumed.
         let mut path = vec![scope.default_schema.clone()];
-        path.extend(scope.schemas.iter().filter(|s| **s != scope.default_schema).cloned());
+        path.extend(
+            scope
+                .schemas
+                .iter()
+                .filter(|s| **s != scope.default_schema)
+                .cloned(),
+        );
         let mut tx = self.begin(&path, limits).await?;
         let (columns, mut table) = {
             let stream = sqlx::query(sql).fetch(&mut *tx);
@@ -119,7 +150,10 @@ impl Backend {
         table.columns = columns.unwrap_or_else(|| {
             ["schema", "table", "type", "row_estimate", "columns"]
                 .iter()
-                .map(|n| Column { name: n.to_string(), type_name: "TEXT".into() })
+                .map(|n| Column {
+                    name: n.to_string(),
+                    type_name: "TEXT".into(),
+                })
                 .collect()
         });
         tx.rollback().await.map_err(map_sqlx)?;
@@ -127,7 +161,11 @@ impl Backend {
     }
 
     pub async fn describe_table(&self, schema: &str, table: &str) -> Result<Value> {
-        let limits = Limits { max_rows: 2000, max_bytes: 1 << 20, statement_timeout: Duration::from_secs(10) };
+        let limits = Limits {
+            max_rows: 2000,
+            max_bytes: 1 << 20,
+            statement_timeout: Duration::from_secs(10),
+        };
         let mut tx = self.begin(&[schema.to_string()], &limits).await?;
         let rel = sqlx::query(
             "SELECT c.oid::int8, GREATEST(c.reltuples, 0)::int8, c.relkind::text FROM pg_class c \
@@ -139,7 +177,9 @@ impl Backend {
         .await
         .map_err(map_sqlx)?;
         let Some(rel) = rel else {
-            return Err(Error::Query(format!("table `{schema}.{table}` does not exist")));
+            return Err(Error::Query(format!(
+                "table `{schema}.{table}` does not exist"
+            )));
         };
         let oid: i64 = rel.try_get(0).map_err(map_sqlx)?;
         let estimate: i64 = rel.try_get(1).map_err(map_sqlx)?;
@@ -190,14 +230,20 @@ impl Backend {
     }
 }
 
-async fn describe_columns(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, sql: &str) -> Result<Vec<Column>> {
+async fn describe_columns(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    sql: &str,
+) -> Result<Vec<Column>> {
     let described = (&mut **tx).describe(sql).await.map_err(map_sqlx)?;
     Ok(described
         .columns()
         .iter()
         .map(|c| {
             use sqlx::{Column as _, TypeInfo};
-            Column { name: c.name().to_string(), type_name: c.type_info().name().to_string() }
+            Column {
+                name: c.name().to_string(),
+                type_name: c.type_info().name().to_string(),
+            }
         })
         .collect())
 }

@@ -35,7 +35,10 @@ impl Backend {
     }
 
     pub async fn version(&self) -> Result<String> {
-        let row = sqlx::query("SELECT 'SQLite ' || sqlite_version()").fetch_one(&self.pool).await.map_err(map_sqlx)?;
+        let row = sqlx::query("SELECT 'SQLite ' || sqlite_version()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
         row.try_get::<String, _>(0).map_err(map_sqlx)
     }
 
@@ -54,7 +57,10 @@ impl Backend {
                     .iter()
                     .map(|c| {
                         use sqlx::{Column as _, TypeInfo};
-                        Column { name: c.name().to_string(), type_name: c.type_info().name().to_string() }
+                        Column {
+                            name: c.name().to_string(),
+                            type_name: c.type_info().name().to_string(),
+                        }
                     })
                     .collect()
             }
@@ -80,7 +86,10 @@ impl Backend {
         table.columns = columns.unwrap_or_else(|| {
             ["schema", "table", "type", "row_estimate", "columns"]
                 .iter()
-                .map(|n| Column { name: n.to_string(), type_name: "TEXT".into() })
+                .map(|n| Column {
+                    name: n.to_string(),
+                    type_name: "TEXT".into(),
+                })
                 .collect()
         });
         Ok(table)
@@ -88,19 +97,23 @@ impl Backend {
 
     pub async fn describe_table(&self, table: &str) -> Result<Value> {
         let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
-        let exists = sqlx::query("SELECT type FROM sqlite_master WHERE name = ? AND type IN ('table','view')")
-            .bind(table)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_sqlx)?;
+        let exists = sqlx::query(
+            "SELECT type FROM sqlite_master WHERE name = ? AND type IN ('table','view')",
+        )
+        .bind(table)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_sqlx)?;
         if exists.is_none() {
             return Err(Error::Query(format!("table `{table}` does not exist")));
         }
-        let columns = sqlx::query("SELECT name, type, \"notnull\" = 0, dflt_value FROM pragma_table_info(?) ORDER BY cid")
-            .bind(table)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(map_sqlx)?;
+        let columns = sqlx::query(
+            "SELECT name, type, \"notnull\" = 0, dflt_value FROM pragma_table_info(?) ORDER BY cid",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_sqlx)?;
         let indexes = sqlx::query(
             "SELECT il.name, (SELECT group_concat(ii.name, ', ') FROM pragma_index_info(il.name) ii), il.\"unique\" \
              FROM pragma_index_list(?) il ORDER BY il.name",
