@@ -23,6 +23,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
     },
+    /// Engine overhead per tool call (zero-latency model and sources), and a turn of
+    /// 8 parallel calls of 200 ms each against the slowest.
+    Engine {
+        #[arg(long, default_value_t = 200)]
+        investigations: usize,
+    },
     /// Time `query` adds over the same statement through raw sqlx (PostgreSQL).
     Query {
         #[arg(
@@ -55,6 +61,7 @@ pub async fn run(command: BenchCommand, config_dir: &Path) -> anyhow::Result<Exi
     match command {
         BenchCommand::Guard { iterations } => bench_guard(iterations),
         BenchCommand::Query { url, iterations } => bench_query(&url, iterations, config_dir).await,
+        BenchCommand::Engine { investigations } => engine_bench::run(investigations).await,
     }
 }
 
@@ -255,5 +262,252 @@ mod url_parts {
             port,
             database: database.split('?').next().unwrap_or("postgres").to_string(),
         })
+    }
+}
+
+/// In-process stand-ins for the engine benchmark only: a model that asks for a
+/// fixed plan and sources that answer after a fixed delay.
+mod engine_bench {
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+
+    use investigator::access::{self, Principal, SourceGrant, Transport};
+    use investigator::config;
+    use investigator::engine::{
+        Budgets, Conversation, Engine, EngineSettings, Gate, NoEvents, SystemClock,
+    };
+    use investigator::evidence::{Column, Content, Table};
+    use investigator::llm::{
+        self, ContentBlock, Model, ModelRequest, ModelResponse, Pricing, Role, StopReason, Usage,
+    };
+    use investigator::sources::{self, CallContext, Health, Source, Sources, ToolOutput, ToolSpec};
+    use investigator::store::Store;
+
+    struct PlanModel {
+        calls_per_turn: usize,
+        turns: usize,
+    }
+
+    #[async_trait]
+    impl Model for PlanModel {
+        fn name(&self) -> &str {
+            "bench-plan"
+        }
+        fn pricing(&self) -> Pricing {
+            Pricing::FREE
+        }
+        async fn complete(&self, request: &ModelRequest) -> llm::Result<ModelResponse> {
+            let done = request
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::Assistant)
+                .count();
+            let content = if done < self.turns {
+                (0..self.calls_per_turn)
+                    .map(|i| ContentBlock::ToolUse {
+                        id: format!("t{done}_{i}"),
+                        name: format!("src{i}__search"),
+                        input: json!({}),
+                    })
+                    .collect()
+            } else {
+                let ids: Vec<String> = (1..=done * self.calls_per_turn)
+                    .map(|n| format!("E{n}"))
+                    .collect();
+                vec![ContentBlock::ToolUse {
+                    id: "report".into(),
+                    name: "submit_report".into(),
+                    input: json!({
+                        "root_cause": {"summary": "bench", "evidence": [ids.first().cloned().unwrap_or_default()]},
+                        "timeline": [], "affected_components": [], "recommended_actions": [], "confidence": "low"
+                    }),
+                }]
+            };
+            Ok(ModelResponse {
+                content,
+                stop_reason: StopReason::ToolUse,
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    struct DelaySource {
+        name: String,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl Source for DelaySource {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn kind(&self) -> &'static str {
+            "logfile"
+        }
+        fn tools(&self, _grant: &SourceGrant) -> Vec<ToolSpec> {
+            vec![ToolSpec {
+                name: "search".into(),
+                description: "bench".into(),
+                input_schema: json!({"type": "object"}),
+            }]
+        }
+        async fn health(&self) -> Health {
+            Health {
+                ok: true,
+                detail: String::new(),
+                latency_ms: 0,
+            }
+        }
+        async fn call(
+            &self,
+            _tool: &str,
+            _args: &Value,
+            _grant: &SourceGrant,
+            _ctx: &CallContext,
+        ) -> sources::Result<ToolOutput> {
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let mut table = Table::new(vec![Column {
+                name: "line".into(),
+                type_name: "TEXT".into(),
+            }]);
+            table.rows = (0..20).map(|i| vec![json!(format!("line {i}"))]).collect();
+            table.total_rows = Some(20);
+            Ok(ToolOutput {
+                statement: "search".into(),
+                content: Content::Table(table),
+                note: None,
+            })
+        }
+        async fn describe(
+            &self,
+            _grant: &SourceGrant,
+            _ctx: &CallContext,
+        ) -> sources::Result<String> {
+            Ok(String::new())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    async fn build_engine(
+        calls_per_turn: usize,
+        turns: usize,
+        delay: Duration,
+    ) -> anyhow::Result<(Engine, investigator::access::Access)> {
+        let mut yaml = String::from("data_sources:\n  logfiles:\n");
+        for i in 0..calls_per_turn {
+            yaml.push_str(&format!(
+                "    - {{name: src{i}, paths: [x.log], squad: bench}}\n"
+            ));
+        }
+        let env: std::collections::HashMap<String, String> = Default::default();
+        let config = config::parse(
+            "bench",
+            &yaml,
+            "bench",
+            Some("squads:\n  bench:\n    members: {slack: [U1]}\n"),
+            &env,
+        )?;
+        let mut sources = Sources::default();
+        for i in 0..calls_per_turn {
+            sources.insert(Arc::new(DelaySource {
+                name: format!("src{i}"),
+                delay,
+            }));
+        }
+        let gate = Gate::new(sources, Store::open_in_memory().await?);
+        let settings = EngineSettings {
+            budgets: Budgets {
+                max_turns: (turns + 2) as u32,
+                max_tool_calls: 10_000,
+                ..Budgets::default()
+            },
+            per_source_concurrency: 4,
+            tool_timeout: Duration::from_secs(30),
+        };
+        let access = access::resolve(&config, &Principal::new(Transport::Slack, "U1"))
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        Ok((
+            Engine::new(
+                gate,
+                Arc::new(PlanModel {
+                    calls_per_turn,
+                    turns,
+                }),
+                Arc::new(SystemClock),
+                settings,
+            ),
+            access,
+        ))
+    }
+
+    pub async fn run(investigations: usize) -> anyhow::Result<ExitCode> {
+        // 1. Overhead: zero-latency model and sources; 4 turns of 4 calls each.
+        let (calls_per_turn, turns) = (4, 4);
+        let (engine, access) = build_engine(calls_per_turn, turns, Duration::ZERO).await?;
+        let mut per_call = Vec::with_capacity(investigations);
+        for i in 0..investigations {
+            let mut conversation = Conversation {
+                id: format!("b{i}"),
+                ..Conversation::default()
+            };
+            let started = Instant::now();
+            let outcome = engine
+                .ask(
+                    &access,
+                    &mut conversation,
+                    "bench".into(),
+                    "why?",
+                    &NoEvents,
+                )
+                .await;
+            let elapsed = started.elapsed();
+            anyhow::ensure!(
+                outcome.tool_calls as usize == calls_per_turn * turns,
+                "unexpected plan: {} calls",
+                outcome.tool_calls
+            );
+            per_call.push(elapsed / outcome.tool_calls.max(1));
+        }
+        per_call.sort();
+        println!("engine overhead per tool call ({investigations} investigations x {} calls; zero-latency fake model and sources; includes audit append to an in-memory SQLite store)", calls_per_turn * turns);
+        println!(
+            "  p50 {:.0} µs, p99 {:.0} µs",
+            super::micros(super::percentile(&per_call, 0.5)),
+            super::micros(super::percentile(&per_call, 0.99))
+        );
+
+        // 2. One turn of 8 parallel calls of 200 ms each.
+        let (engine, access) = build_engine(8, 1, Duration::from_millis(200)).await?;
+        let mut ratios = Vec::new();
+        for i in 0..10 {
+            let mut conversation = Conversation {
+                id: format!("p{i}"),
+                ..Conversation::default()
+            };
+            let started = Instant::now();
+            let outcome = engine
+                .ask(
+                    &access,
+                    &mut conversation,
+                    "bench".into(),
+                    "why?",
+                    &NoEvents,
+                )
+                .await;
+            let elapsed = started.elapsed();
+            anyhow::ensure!(outcome.tool_calls == 8, "unexpected plan");
+            ratios.push(elapsed.as_secs_f64() / 0.2);
+        }
+        ratios.sort_by(|a, b| a.total_cmp(b));
+        println!("8 parallel calls of 200 ms in one turn (10 runs): whole investigation / slowest call = median {:.3}x, worst {:.3}x", ratios[ratios.len() / 2], ratios[ratios.len() - 1]);
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -2,6 +2,8 @@ mod cli;
 mod common;
 mod corpus;
 mod engine;
+mod fake_anthropic;
+mod llm_anthropic;
 mod logfile;
 mod sql_mysql;
 mod sql_postgres;
