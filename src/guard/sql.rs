@@ -197,8 +197,23 @@ pub fn check(dialect: Dialect, sql: &str, scope: &SqlScope) -> Result<Approved, 
     if sql.contains('\0') {
         return Err(refuse("NUL bytes are not allowed in SQL"));
     }
+    let lexed = lex(dialect, sql)?;
+    if lexed.structure <= INLINE_MAX_STRUCTURE && lexed.paren_depth <= INLINE_MAX_PARENS {
+        // Shallow input needs little stack: check it here and skip the hop to a
+        // big-stack worker. A parser panic still becomes a refusal.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_lexed(dialect, sql, &lexed, scope)
+        }))
+        .unwrap_or_else(|_| Err(pool::parser_failed(dialect)));
+    }
     pool::run(dialect, sql, scope)
 }
+
+/// Inputs at most this structured are checked on the caller's thread: at ~16 KiB
+/// of stack per level in unoptimised builds, they stay under 1 MiB, well inside
+/// the 2 MiB of a tokio worker.
+const INLINE_MAX_STRUCTURE: usize = 48;
+const INLINE_MAX_PARENS: usize = 12;
 
 /// Checks run on a few long-lived threads with a large stack: sqlparser recurses
 /// deeply on nested input, and a fresh thread per check would cost more than the
@@ -248,7 +263,7 @@ mod pool {
             .collect()
     }
 
-    fn parser_failed(dialect: Dialect) -> Refusal {
+    pub(super) fn parser_failed(dialect: Dialect) -> Refusal {
         // sqlparser has a few `unwrap`s on malformed input (e.g. MySQL `1 DIV`);
         // a panic there is a parse failure, not a crash.
         refuse(format!("could not parse SQL for {dialect}: the parser failed on this input; simplify the query"))
@@ -286,6 +301,15 @@ fn check_on_this_thread(
     scope: &SqlScope,
 ) -> Result<Approved, Refusal> {
     let lexed = lex(dialect, sql)?;
+    check_lexed(dialect, sql, &lexed, scope)
+}
+
+fn check_lexed(
+    dialect: Dialect,
+    sql: &str,
+    lexed: &Lexed,
+    scope: &SqlScope,
+) -> Result<Approved, Refusal> {
     let Some(text) = sql.get(lexed.start..lexed.end) else {
         return Err(refuse(format!(
             "could not parse SQL for {dialect}: token positions could not be mapped"
@@ -384,6 +408,10 @@ struct Lexed {
     end: usize,
     /// Upper-cased text of the code tokens, for friendlier parse-error messages.
     words: Vec<String>,
+    /// Operators and keywords (each may add an AST level), and the deepest
+    /// parenthesis nesting: together they bound the recursion a check needs.
+    structure: usize,
+    paren_depth: usize,
 }
 
 fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
@@ -424,6 +452,7 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
     let mut code: Vec<(bool, usize)> = Vec::new();
     let mut first_byte: Option<usize> = None;
     let mut structure = 0usize;
+    let (mut depth, mut paren_depth) = (0usize, 0usize);
     for token in &tokens {
         let start = cursor.seek(token.span.start);
         let end = cursor.seek(token.span.end);
@@ -482,6 +511,14 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
                             clean(p)
                         )));
                     }
+                }
+                match token.token {
+                    Token::LParen => {
+                        depth += 1;
+                        paren_depth = paren_depth.max(depth);
+                    }
+                    Token::RParen => depth = depth.saturating_sub(1),
+                    _ => {}
                 }
                 if counts_as_structure(&token.token) {
                     structure += 1;
@@ -583,7 +620,13 @@ fn lex(dialect: Dialect, sql: &str) -> Result<Lexed, Refusal> {
         )));
     }
 
-    Ok(Lexed { start, end, words })
+    Ok(Lexed {
+        start,
+        end,
+        words,
+        structure,
+        paren_depth,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2826,6 +2869,42 @@ mod tests {
     const MY: Dialect = Dialect::MySql;
     const LITE: Dialect = Dialect::Sqlite;
     const DIALECTS: [Dialect; 3] = [PG, MY, LITE];
+
+    /// The inline path runs on the caller's thread; at its limits it must fit
+    /// the 2 MiB stack of a tokio worker even in an unoptimised build.
+    #[test]
+    fn inline_checks_fit_a_tokio_worker_stack() {
+        let nested = format!(
+            "SELECT {}1{}{} FROM orders WHERE id = 1 AND status = 'x'",
+            "(".repeat(INLINE_MAX_PARENS),
+            " + 1".repeat(30),
+            ")".repeat(INLINE_MAX_PARENS)
+        );
+        let nots = format!("SELECT 1 FROM orders WHERE {}true", "NOT ".repeat(40));
+        let subqueries = format!(
+            "SELECT * FROM {}orders{}",
+            "(SELECT * FROM ".repeat(INLINE_MAX_PARENS),
+            ") AS q".repeat(INLINE_MAX_PARENS)
+        );
+        for sql in [nested, nots, subqueries] {
+            let sql_for_thread = sql.clone();
+            let verdict = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    check(
+                        Dialect::Postgres,
+                        &sql_for_thread,
+                        &scope(Dialect::Postgres),
+                    )
+                    .is_ok()
+                })
+                .map(|h| h.join());
+            assert!(
+                matches!(verdict, Ok(Ok(_))),
+                "overflowed or panicked on {sql}"
+            );
+        }
+    }
 
     fn scope(dialect: Dialect) -> SqlScope {
         match dialect {

@@ -1,0 +1,1178 @@
+//! Log template mining (Drain: He et al., "Drain: An Online Log Parsing Approach with
+//! Fixed Depth Tree", ICWS 2017), so that millions of raw log lines compact into a few
+//! hundred templates with counts, time ranges, examples and parameter samples.
+//!
+//! Lines are tokenised on whitespace, and every token is masked by a hand-written scanner
+//! (numbers, ids, IPs, host:port, hex, UUIDs, durations, timestamps, paths, e-mails) before
+//! it reaches the parse tree: the tree's first layer is the token count, the next layers
+//! the first few tokens that held no variable part, and its leaves hold groups. A line
+//! joins the most similar group of its leaf when the similarity reaches the threshold,
+//! and the positions where they differ become `<*>` in the group's template.
+//!
+//! Hot path: one pass over the bytes per line into reused buffers, tokens compared as
+//! 64-bit hashes, and an exact-template hash lookup before the tree is searched.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::Serialize;
+
+/// How a parameter is written in templates.
+pub const WILDCARD: &str = "<*>";
+
+/// Template of the group that takes the lines arriving after `max_groups` was reached.
+pub const OVERFLOW_TEMPLATE: &str = "<overflow: group cap reached>";
+
+/// Settings of the miner. `Default` is the one setting used for every log source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrainConfig {
+    /// Layers of the parse tree under its root, leaves excluded: the token-count layer
+    /// plus `depth - 1` layers keyed by the first tokens without a variable part.
+    pub depth: usize,
+    /// A line joins a group when the share of the group's constant tokens it matches
+    /// (positions where both are parameters left out) is at least this.
+    pub similarity: f64,
+    /// Children per tree node; tokens beyond it share a `<*>` child.
+    pub max_children: usize,
+    /// Groups kept; lines that would open one more join the overflow group.
+    pub max_groups: usize,
+    /// Characters that separate tokens besides whitespace.
+    pub extra_delimiters: Vec<char>,
+    /// Mask tokens quoted with `"` or `'` as a whole.
+    pub mask_quoted: bool,
+    /// Keep parameter samples and distinct counts per `<*>` position (costs a hash per
+    /// parameter per line).
+    pub track_parameters: bool,
+    /// Example lines kept per group.
+    pub max_examples: usize,
+    /// Bytes kept of one example line.
+    pub max_example_bytes: usize,
+    /// Sample values kept per parameter position.
+    pub parameter_samples: usize,
+    /// Distinct values counted per parameter position before the count stops.
+    pub parameter_distinct_cap: usize,
+    /// Tokens of one line; the rest of a longer line becomes one trailing `<*>`.
+    pub max_tokens: usize,
+    /// Longer tokens are parameters whatever they hold (blobs, base64, JSON).
+    pub max_token_bytes: usize,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            depth: 4,
+            similarity: 0.5,
+            max_children: 100,
+            max_groups: 100_000,
+            extra_delimiters: Vec::new(),
+            mask_quoted: false,
+            track_parameters: true,
+            max_examples: 3,
+            max_example_bytes: 4096,
+            parameter_samples: 5,
+            parameter_distinct_cap: 100,
+            max_tokens: 512,
+            max_token_bytes: 256,
+        }
+    }
+}
+
+/// One group as reported: its template and what was seen of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSummary {
+    pub id: usize,
+    pub template: String,
+    pub count: u64,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    /// Up to `max_examples` whole lines, the first ones seen.
+    pub examples: Vec<String>,
+    /// One entry per template token holding a `<*>`, in token order.
+    pub parameters: Vec<ParamSummary>,
+    /// The group of the lines that arrived after the group cap was reached.
+    pub overflow: bool,
+}
+
+/// What was seen at one parameter position of a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParamSummary {
+    /// Index of the token in the template (tokens split on single spaces).
+    pub position: usize,
+    /// The first distinct raw values seen there (up to `parameter_samples`).
+    pub samples: Vec<String>,
+    /// Distinct values seen, counted up to `parameter_distinct_cap`.
+    pub distinct: usize,
+    /// True when `distinct` hit the cap (there may be more).
+    pub distinct_capped: bool,
+}
+
+/// A streaming template miner. Memory is bounded by `max_groups` times the template size.
+#[derive(Debug)]
+pub struct Drain {
+    config: DrainConfig,
+    similarity: f64,
+    key_layers: usize,
+    separators: [bool; 256],
+    /// Extra delimiters outside ASCII, replaced by spaces before tokenising (slow path).
+    wide_separators: Vec<char>,
+    /// Root children by token count.
+    by_length: HashMap<usize, u32, IdBuild>,
+    nodes: Vec<Node>,
+    groups: Vec<Group>,
+    /// Groups merged into another point to it; a live group points to itself.
+    redirect: Vec<u32>,
+    /// Template hash -> live group, for exact matches and for merging equal templates.
+    by_template: HashMap<u64, u32, IdBuild>,
+    live_groups: usize,
+    overflow: Option<u32>,
+    line: Line,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<u64, u32, IdBuild>,
+    /// Child for tokens past `max_children`.
+    wildcard: Option<u32>,
+    groups: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Group {
+    tokens: Vec<u64>,
+    texts: Vec<Box<str>>,
+    hash: u64,
+    leaf: Option<u32>,
+    count: u64,
+    first_seen: Option<i64>,
+    last_seen: Option<i64>,
+    examples: Vec<String>,
+    /// Indexed by token position; `Some` where the template holds a `<*>`.
+    params: Vec<Option<ParamStats>>,
+    live: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ParamStats {
+    samples: Vec<String>,
+    /// Sorted hashes of distinct values, at most `parameter_distinct_cap`.
+    seen: Vec<u64>,
+    capped: bool,
+}
+
+/// The current line, tokenised and masked into buffers reused across lines.
+#[derive(Debug, Default)]
+struct Line {
+    masked: Vec<u8>,
+    /// Masked token `i` is `masked[spans[i].0..spans[i].1]`.
+    spans: Vec<(u32, u32)>,
+    /// Raw token `i` is `source[raw[i].0..raw[i].1]`.
+    raw: Vec<(u32, u32)>,
+    hashes: Vec<u64>,
+    /// Token had no variable part: it may key the tree.
+    plain: Vec<bool>,
+    keys: Vec<u64>,
+    /// Positions of the keys the tree uses (`skip[i]`: leave token `i` out of similarity).
+    skip: Vec<bool>,
+    /// Scratch for the parts of a bracketed group.
+    parts: Vec<u8>,
+    part_spans: Vec<(u32, u32)>,
+    part_plain: Vec<bool>,
+    /// `message` with wide separators replaced, when there are any.
+    widened: String,
+    runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    digits: bool,
+    variable: bool,
+}
+
+impl Drain {
+    pub fn new(config: DrainConfig) -> Self {
+        let mut separators = [false; 256];
+        for b in [b' ', b'\t', b'\n', b'\r', 0x0b, 0x0c] {
+            separators[usize::from(b)] = true;
+        }
+        let mut wide_separators = Vec::new();
+        for &c in &config.extra_delimiters {
+            if c.is_ascii() {
+                separators[c as usize] = true;
+            } else {
+                wide_separators.push(c);
+            }
+        }
+        let similarity = if config.similarity.is_finite() {
+            config.similarity.clamp(0.0, 1.0)
+        } else {
+            DrainConfig::default().similarity
+        };
+        Drain {
+            key_layers: config.depth.saturating_sub(1),
+            similarity,
+            separators,
+            wide_separators,
+            by_length: HashMap::default(),
+            nodes: Vec::new(),
+            groups: Vec::new(),
+            redirect: Vec::new(),
+            by_template: HashMap::default(),
+            live_groups: 0,
+            overflow: None,
+            line: Line::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &DrainConfig {
+        &self.config
+    }
+
+    /// Adds one message (the log line's message part), returns the group id it joined.
+    pub fn add(&mut self, message: &str) -> usize {
+        self.add_inner(message, None, None)
+    }
+
+    /// Same, with a timestamp (e.g. ms since the epoch) and the full line kept as an example.
+    pub fn add_with(&mut self, message: &str, at: Option<i64>, example: &str) -> usize {
+        self.add_inner(message, at, Some(example))
+    }
+
+    /// Number of groups reported by [`Drain::groups`] (the overflow group included).
+    pub fn group_count(&self) -> usize {
+        self.live_groups + usize::from(self.overflow.is_some())
+    }
+
+    /// The group a returned id stands for now (groups whose templates became equal merge).
+    pub fn resolve(&self, group: usize) -> usize {
+        let mut id = group;
+        // Merge chains are short (each merge points at an older live group); the bound
+        // only guards against a bug turning into a hang.
+        for _ in 0..self.redirect.len() {
+            match self.redirect.get(id) {
+                Some(&next) if next as usize != id => id = next as usize,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Tokens joined by single spaces, `<*>` for parameters; empty for an unknown id.
+    pub fn template(&self, group: usize) -> String {
+        let id = self.resolve(group);
+        if self.overflow == Some(id as u32) {
+            return OVERFLOW_TEMPLATE.to_string();
+        }
+        match self.groups.get(id) {
+            Some(g) => g.texts.join(" "),
+            None => String::new(),
+        }
+    }
+
+    /// All groups, by count descending (then id).
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        let mut out: Vec<GroupSummary> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.live)
+            .map(|(id, g)| {
+                let overflow = self.overflow == Some(id as u32);
+                let parameters = g
+                    .params
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(position, p)| {
+                        p.as_ref().map(|p| ParamSummary {
+                            position,
+                            samples: p.samples.clone(),
+                            distinct: p.seen.len(),
+                            distinct_capped: p.capped,
+                        })
+                    })
+                    .collect();
+                GroupSummary {
+                    id,
+                    template: if overflow {
+                        OVERFLOW_TEMPLATE.to_string()
+                    } else {
+                        g.texts.join(" ")
+                    },
+                    count: g.count,
+                    first_seen: g.first_seen,
+                    last_seen: g.last_seen,
+                    examples: g.examples.clone(),
+                    parameters,
+                    overflow,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    fn add_inner(&mut self, message: &str, at: Option<i64>, example: Option<&str>) -> usize {
+        if self.wide_separators.is_empty() {
+            tokenize(&self.config, self.key_layers, &self.separators, message, &mut self.line);
+            return self.place(message, at, example);
+        }
+        let mut widened = std::mem::take(&mut self.line.widened);
+        widened.clear();
+        widened.extend(message.chars().map(|c| if self.wide_separators.contains(&c) { ' ' } else { c }));
+        tokenize(&self.config, self.key_layers, &self.separators, &widened, &mut self.line);
+        let id = self.place(&widened, at, example);
+        self.line.widened = widened;
+        id
+    }
+
+    /// Finds or creates the group of the tokenised line and records the line in it.
+    fn place(&mut self, source: &str, at: Option<i64>, example: Option<&str>) -> usize {
+        let hash = sequence_hash(&self.line.hashes);
+        let exact = self
+            .by_template
+            .get(&hash)
+            .copied()
+            .filter(|&g| self.groups[g as usize].tokens == self.line.hashes);
+        let id = match exact {
+            Some(g) => g,
+            None => match self.search() {
+                Some(g) => {
+                    self.update_template(g);
+                    self.resolve(g as usize) as u32
+                }
+                None => self.create(hash),
+            },
+        };
+        self.record(id, source, at, example);
+        id as usize
+    }
+
+    /// Tree search: the leaf for the line's length and keys, then its most similar group.
+    fn search(&self) -> Option<u32> {
+        let line = &self.line;
+        let n = line.hashes.len();
+        let mut node = *self.by_length.get(&n)?;
+        for key in line.keys.iter().take(self.key_layers) {
+            let here = &self.nodes[node as usize];
+            node = match here.children.get(key) {
+                Some(&child) => child,
+                None => here.wildcard?,
+            };
+        }
+        let mut best: Option<(f64, usize, u32)> = None;
+        for &g in &self.nodes[node as usize].groups {
+            let group = &self.groups[g as usize];
+            let (sim, params) = similarity(&group.tokens, &line.hashes, &line.skip);
+            let better = match best {
+                None => true,
+                Some((s, p, _)) => sim > s || (sim == s && params > p),
+            };
+            if better {
+                best = Some((sim, params, g));
+            }
+        }
+        match best {
+            Some((sim, _, g)) if sim >= self.similarity => Some(g),
+            _ => None,
+        }
+    }
+
+    fn create(&mut self, hash: u64) -> u32 {
+        if self.live_groups >= self.config.max_groups {
+            return self.overflow_group();
+        }
+        let id = self.groups.len() as u32;
+        let line = &self.line;
+        let texts: Vec<Box<str>> = line
+            .spans
+            .iter()
+            .map(|&(a, b)| String::from_utf8_lossy(&line.masked[a as usize..b as usize]).into())
+            .collect();
+        let params = if self.config.track_parameters {
+            texts
+                .iter()
+                .map(|t| t.contains(WILDCARD).then(ParamStats::default))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let tokens = line.hashes.clone();
+        let leaf = self.leaf_for_insert();
+        self.nodes[leaf as usize].groups.push(id);
+        self.groups.push(Group {
+            tokens,
+            texts,
+            hash,
+            leaf: Some(leaf),
+            count: 0,
+            first_seen: None,
+            last_seen: None,
+            examples: Vec::new(),
+            params,
+            live: true,
+        });
+        self.redirect.push(id);
+        self.by_template.insert(hash, id);
+        self.live_groups += 1;
+        id
+    }
+
+    fn overflow_group(&mut self) -> u32 {
+        if let Some(id) = self.overflow {
+            return id;
+        }
+        let id = self.groups.len() as u32;
+        self.groups.push(Group {
+            tokens: Vec::new(),
+            texts: Vec::new(),
+            hash: 0,
+            leaf: None,
+            count: 0,
+            first_seen: None,
+            last_seen: None,
+            examples: Vec::new(),
+            params: Vec::new(),
+            live: true,
+        });
+        self.redirect.push(id);
+        self.overflow = Some(id);
+        id
+    }
+
+    /// Walks (and grows) the tree along the line's length and keys.
+    fn leaf_for_insert(&mut self) -> u32 {
+        let n = self.line.hashes.len();
+        let mut node = match self.by_length.get(&n) {
+            Some(&node) => node,
+            None => {
+                let node = self.new_node();
+                self.by_length.insert(n, node);
+                node
+            }
+        };
+        for i in 0..self.key_layers.min(self.line.keys.len()) {
+            let key = self.line.keys[i];
+            let here = &self.nodes[node as usize];
+            node = if let Some(&child) = here.children.get(&key) {
+                child
+            } else if here.children.len() < self.config.max_children {
+                let child = self.new_node();
+                self.nodes[node as usize].children.insert(key, child);
+                child
+            } else if let Some(child) = here.wildcard {
+                child
+            } else {
+                let child = self.new_node();
+                self.nodes[node as usize].wildcard = Some(child);
+                child
+            };
+        }
+        node
+    }
+
+    fn new_node(&mut self) -> u32 {
+        self.nodes.push(Node::default());
+        (self.nodes.len() - 1) as u32
+    }
+
+    /// Turns the positions where the line differs from group `g` into `<*>`; merges `g`
+    /// into an older group whose template became equal.
+    fn update_template(&mut self, g: u32) {
+        let wild = wildcard_hash();
+        let line = &self.line;
+        let group = &mut self.groups[g as usize];
+        let mut changed = false;
+        for (i, (t, &l)) in group.tokens.iter_mut().zip(&line.hashes).enumerate() {
+            if *t != l && *t != wild {
+                *t = wild;
+                let old = std::mem::replace(&mut group.texts[i], WILDCARD.into());
+                if let Some(slot) = group.params.get_mut(i) {
+                    if slot.is_none() {
+                        // The lines before had the old token here.
+                        let mut stats = ParamStats::default();
+                        stats.note(&old, &self.config);
+                        *slot = Some(stats);
+                    }
+                }
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+        let old_hash = group.hash;
+        let new_hash = sequence_hash(&group.tokens);
+        group.hash = new_hash;
+        if self.by_template.get(&old_hash) == Some(&g) {
+            self.by_template.remove(&old_hash);
+        }
+        match self.by_template.get(&new_hash).copied() {
+            Some(other) if other != g && self.groups[other as usize].tokens == self.groups[g as usize].tokens => {
+                let (keep, gone) = if other < g { (other, g) } else { (g, other) };
+                self.merge(keep, gone);
+                self.by_template.insert(new_hash, keep);
+            }
+            _ => {
+                self.by_template.insert(new_hash, g);
+            }
+        }
+    }
+
+    fn merge(&mut self, keep: u32, gone: u32) {
+        let taken = std::mem::replace(
+            &mut self.groups[gone as usize],
+            Group {
+                tokens: Vec::new(),
+                texts: Vec::new(),
+                hash: 0,
+                leaf: None,
+                count: 0,
+                first_seen: None,
+                last_seen: None,
+                examples: Vec::new(),
+                params: Vec::new(),
+                live: false,
+            },
+        );
+        if let Some(leaf) = taken.leaf {
+            self.nodes[leaf as usize].groups.retain(|&x| x != gone);
+        }
+        self.redirect[gone as usize] = keep;
+        self.live_groups -= 1;
+        let cap = self.config.max_examples;
+        let keep_group = &mut self.groups[keep as usize];
+        keep_group.count += taken.count;
+        keep_group.first_seen = min_opt(keep_group.first_seen, taken.first_seen);
+        keep_group.last_seen = max_opt(keep_group.last_seen, taken.last_seen);
+        for e in taken.examples {
+            if keep_group.examples.len() < cap {
+                keep_group.examples.push(e);
+            }
+        }
+        for (mine, theirs) in keep_group.params.iter_mut().zip(taken.params) {
+            match (mine.as_mut(), theirs) {
+                (Some(m), Some(t)) => m.absorb(t, &self.config),
+                (None, Some(t)) => *mine = Some(t),
+                (_, None) => {}
+            }
+        }
+    }
+
+    fn record(&mut self, id: u32, source: &str, at: Option<i64>, example: Option<&str>) {
+        let config = &self.config;
+        let line = &self.line;
+        let Some(group) = self.groups.get_mut(id as usize) else {
+            return;
+        };
+        group.count += 1;
+        if let Some(t) = at {
+            group.first_seen = Some(group.first_seen.map_or(t, |f| f.min(t)));
+            group.last_seen = Some(group.last_seen.map_or(t, |l| l.max(t)));
+        }
+        if let Some(e) = example {
+            if group.examples.len() < config.max_examples {
+                group.examples.push(truncate(e, config.max_example_bytes).to_string());
+            }
+        }
+        if config.track_parameters {
+            for (slot, &(a, b)) in group.params.iter_mut().zip(&line.raw) {
+                if let Some(stats) = slot {
+                    let raw = source.get(a as usize..b as usize).unwrap_or_default();
+                    stats.note(raw, config);
+                }
+            }
+        }
+    }
+}
+
+impl ParamStats {
+    fn note(&mut self, value: &str, config: &DrainConfig) {
+        if self.capped && self.samples.len() >= config.parameter_samples {
+            return;
+        }
+        let h = hash_bytes(value.as_bytes());
+        match self.seen.binary_search(&h) {
+            Ok(_) => {}
+            Err(at) => {
+                if self.seen.len() < config.parameter_distinct_cap {
+                    self.seen.insert(at, h);
+                } else {
+                    self.capped = true;
+                }
+                if self.samples.len() < config.parameter_samples {
+                    self.samples.push(truncate(value, 256).to_string());
+                }
+            }
+        }
+    }
+
+    fn absorb(&mut self, other: ParamStats, config: &DrainConfig) {
+        for s in other.samples {
+            if self.samples.len() < config.parameter_samples && !self.samples.contains(&s) {
+                self.samples.push(s);
+            }
+        }
+        for h in other.seen {
+            if let Err(at) = self.seen.binary_search(&h) {
+                if self.seen.len() < config.parameter_distinct_cap {
+                    self.seen.insert(at, h);
+                } else {
+                    self.capped = true;
+                }
+            }
+        }
+        self.capped |= other.capped;
+    }
+}
+
+/// What `investigator logs templates <file>` writes: for every input line, the id of its
+/// group and that group's FINAL template (the whole input is read first).
+pub fn templates_for_lines(lines: impl Iterator<Item = String>, config: &DrainConfig) -> Vec<(usize, String)> {
+    let mut config = config.clone();
+    // Only ids and templates are wanted: skip the per-line bookkeeping.
+    config.track_parameters = false;
+    config.max_examples = 0;
+    let mut drain = Drain::new(config);
+    let assigned: Vec<u32> = lines.map(|line| drain.add(&line) as u32).collect();
+    let mut cache: HashMap<u32, (usize, String), IdBuild> = HashMap::default();
+    assigned
+        .into_iter()
+        .map(|g| {
+            cache
+                .entry(g)
+                .or_insert_with(|| {
+                    let id = drain.resolve(g as usize);
+                    (id, drain.template(id))
+                })
+                .clone()
+        })
+        .collect()
+}
+
+/// Share of the positions that tell something where the line matches the template.
+/// Equal tokens match (`ntpd[<*>]:` too), except bare `<*>`; a bare `<*>` against a token
+/// holding a parameter (`tbird-<*>`) tells nothing; a template `<*>`
+/// against a constant counts against, as in Drain, so that `<*>`s do not attract lines.
+fn similarity(template: &[u64], line: &[u64], skip: &[bool]) -> (f64, usize) {
+    let wild = wildcard_hash();
+    let mut matched = 0usize;
+    let mut neutral = 0usize;
+    let mut params = 0usize;
+    for ((&t, &l), &s) in template.iter().zip(line).zip(skip) {
+        if s {
+            neutral += 1;
+        } else if t == l {
+            if t == wild {
+                neutral += 1;
+            } else {
+                matched += 1;
+            }
+        } else if (t == wild && l & VAR_BIT != 0) || (l == wild && t & VAR_BIT != 0) {
+            neutral += 1;
+        } else if t == wild {
+            params += 1;
+        }
+    }
+    let considered = template.len() - neutral;
+    if considered == 0 {
+        return (1.0, params);
+    }
+    (matched as f64 / considered as f64, params)
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokenising and masking
+
+const SKIP_KEYS: bool = true;
+
+fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], source: &str, line: &mut Line) {
+    line.masked.clear();
+    line.spans.clear();
+    line.raw.clear();
+    line.hashes.clear();
+    line.plain.clear();
+    line.keys.clear();
+    let bytes = source.as_bytes();
+    let max_tokens = config.max_tokens.max(1);
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && separators[usize::from(bytes[i])] {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+        let start = i;
+        if line.spans.len() + 1 == max_tokens {
+            // The rest of an over-long line is one parameter.
+            let mut end = bytes.len();
+            while end > start && separators[usize::from(bytes[end - 1])] {
+                end -= 1;
+            }
+            push_wild(line, start, end);
+            break;
+        }
+        let group_end = group_end(bytes, start, separators);
+        let end = match group_end {
+            Some(end) => end,
+            None => {
+                let mut end = start;
+                while end < bytes.len() && !separators[usize::from(bytes[end])] {
+                    end += 1;
+                }
+                end
+            }
+        };
+        i = end;
+        let token = &bytes[start..end];
+        if token.len() > config.max_token_bytes {
+            push_wild(line, start, end);
+            continue;
+        }
+        let out_start = line.masked.len();
+        let plain = if group_end.is_some() {
+            mask_group(token, config.mask_quoted, separators, line)
+        } else {
+            mask_token(token, config.mask_quoted, &mut line.masked, &mut line.runs)
+        };
+        let out_end = line.masked.len();
+        line.spans.push((out_start as u32, out_end as u32));
+        line.raw.push((start as u32, end as u32));
+        line.hashes.push(0);
+        line.plain.push(plain);
+    }
+    mask_dates(&mut line.masked, &line.spans, &mut line.plain);
+    for (i, &(a, b)) in line.spans.iter().enumerate() {
+        let text = &line.masked[a as usize..b as usize];
+        line.hashes[i] = token_hash(text, !line.plain[i] && contains(text, WILDCARD.as_bytes()));
+    }
+    line.skip.clear();
+    line.skip.resize(line.hashes.len(), false);
+    for (i, &plain) in line.plain.iter().enumerate() {
+        if plain && line.keys.len() < key_layers {
+            line.keys.push(line.hashes[i]);
+            line.skip[i] = SKIP_KEYS;
+        }
+    }
+}
+
+const GROUP_OPENERS: &[u8] = b"[";
+/// Bytes a bracketed group may span.
+const MAX_GROUP_BYTES: usize = 128;
+
+/// A `[...]` holding whitespace is one token (`[IPC Server handler 19 on 62270]`), so that
+/// thread names and bracketed lists do not change the token count; returns its end.
+fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usize> {
+    let open = bytes[start];
+    if !GROUP_OPENERS.contains(&open) {
+        return None;
+    }
+    let close = match open {
+        b'[' => b']',
+        b'(' => b')',
+        _ => b'}',
+    };
+    let mut depth = 0usize;
+    let mut spaced = false;
+    let limit = bytes.len().min(start + MAX_GROUP_BYTES);
+    let mut j = start;
+    while j < limit {
+        let b = bytes[j];
+        if b == open {
+            depth += 1;
+        } else if b == close {
+            depth -= 1;
+            if depth == 0 {
+                if !spaced {
+                    return None;
+                }
+                let mut end = j + 1;
+                while end < bytes.len() && !separators[usize::from(bytes[end])] {
+                    end += 1;
+                }
+                return Some(end);
+            }
+        } else if separators[usize::from(b)] {
+            spaced = true;
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Masks the parts of a bracketed group one by one, joined by single spaces, with runs
+/// of `<*>` parts collapsed (`[TERM, HUP, INT]` stays, `(IRQs 5 10 11)` gives `(IRQs <*>)`).
+fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> bool {
+    let mut parts = std::mem::take(&mut line.parts);
+    let mut spans = std::mem::take(&mut line.part_spans);
+    let mut plain_parts = std::mem::take(&mut line.part_plain);
+    parts.clear();
+    spans.clear();
+    plain_parts.clear();
+    let mut i = 0;
+    while i < group.len() {
+        while i < group.len() && separators[usize::from(group[i])] {
+            i += 1;
+        }
+        let start = i;
+        while i < group.len() && !separators[usize::from(group[i])] {
+            i += 1;
+        }
+        if start == i {
+            break;
+        }
+        let a = parts.len();
+        plain_parts.push(mask_token(&group[start..i], mask_quoted, &mut parts, &mut line.runs));
+        spans.push((a as u32, parts.len() as u32));
+    }
+    mask_dates(&mut parts, &spans, &mut plain_parts);
+    let mut prev_wild = false;
+    for (k, &(a, b)) in spans.iter().enumerate() {
+        let text = &parts[a as usize..b as usize];
+        let wild = text == WILDCARD.as_bytes();
+        if wild && prev_wild {
+            continue;
+        }
+        if k > 0 {
+            line.masked.push(b' ');
+        }
+        line.masked.extend_from_slice(text);
+        prev_wild = wild;
+    }
+    let plain = plain_parts.iter().all(|&p| p);
+    line.parts = parts;
+    line.part_spans = spans;
+    line.part_plain = plain_parts;
+    plain
+}
+
+fn push_wild(line: &mut Line, start: usize, end: usize) {
+    let out_start = line.masked.len();
+    line.masked.extend_from_slice(WILDCARD.as_bytes());
+    line.spans.push((out_start as u32, line.masked.len() as u32));
+    line.raw.push((start as u32, end as u32));
+    line.hashes.push(wildcard_hash());
+    line.plain.push(false);
+}
+
+/// Month and weekday names right before a masked number are part of a date
+/// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`): masked in place (`<*>` is 3 bytes too).
+fn mask_dates(text: &mut [u8], spans: &[(u32, u32)], plain: &mut [bool]) {
+    const NAMES: [&[u8]; 19] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec", b"Mon",
+        b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
+    ];
+    for k in (0..spans.len().saturating_sub(1)).rev() {
+        let (na, nb) = spans[k + 1];
+        let (_, next, _) = strip_wrapping(&text[na as usize..nb as usize]);
+        if !next.starts_with(WILDCARD.as_bytes()) {
+            continue;
+        }
+        let (a, b) = spans[k];
+        let token = &text[a as usize..b as usize];
+        let (lead, core, _) = strip_wrapping(token);
+        if core.len() == 3 && NAMES.contains(&core) {
+            let at = a as usize + lead.len();
+            text[at..at + 3].copy_from_slice(WILDCARD.as_bytes());
+            plain[k] = false;
+        }
+    }
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Punctuation that joins the parts of one value (`10.0.0.1:80`, `2005-06-03-15.42.50`).
+fn is_joiner(b: u8) -> bool {
+    matches!(b, b'.' | b':' | b'-' | b'/' | b'_' | b',' | b'+' | b'#')
+}
+
+/// Writes the masked form of `token` to `out`; returns true when nothing was masked.
+fn mask_token(token: &[u8], mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
+    let has_digit = token.iter().any(u8::is_ascii_digit);
+    let (lead, core, trail) = strip_wrapping(token);
+    if !has_digit {
+        let whole = is_path(core) || is_email(core) || (mask_quoted && is_quoted(token));
+        if whole {
+            out.extend_from_slice(lead);
+            out.extend_from_slice(WILDCARD.as_bytes());
+            out.extend_from_slice(trail);
+            return false;
+        }
+        out.extend_from_slice(token);
+        return true;
+    }
+    if is_uuid(core) || is_email(core) || is_path(core) || (mask_quoted && is_quoted(token)) || is_host_port(core) {
+        out.extend_from_slice(lead);
+        out.extend_from_slice(WILDCARD.as_bytes());
+        out.extend_from_slice(trail);
+        return false;
+    }
+    mask_runs(token, out, runs);
+    false
+}
+
+/// Splits off leading `([{<"'` and trailing `)]}>"',;:.` so that `(/a/b)` is a path.
+fn strip_wrapping(token: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let mut a = 0;
+    while a < token.len() && matches!(token[a], b'(' | b'[' | b'{' | b'<' | b'"' | b'\'') {
+        a += 1;
+    }
+    let mut b = token.len();
+    while b > a && matches!(token[b - 1], b')' | b']' | b'}' | b'>' | b'"' | b'\'' | b',' | b';' | b':' | b'.') {
+        b -= 1;
+    }
+    (&token[..a], &token[a..b], &token[b..])
+}
+
+/// Masks each alphanumeric run holding a digit; consecutive masked runs joined only by
+/// joiners collapse into one `<*>`.
+fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) {
+    runs.clear();
+    let mut i = 0;
+    let mut digit_runs = 0;
+    while i < token.len() {
+        if !is_alnum(token[i]) {
+            i += 1;
+            continue;
+        }
+        let mut start = i;
+        let mut digits = false;
+        while i < token.len() && is_alnum(token[i]) {
+            digits |= token[i].is_ascii_digit();
+            i += 1;
+        }
+        // A sign before a number that follows punctuation belongs to the number.
+        if digits && start > 0 && matches!(token[start - 1], b'-' | b'+') && (start == 1 || !is_alnum(token[start - 2])) {
+            start -= 1;
+        }
+        let variable = digits && !is_word_with_digit(&token[start..i]);
+        digit_runs += usize::from(digits);
+        runs.push(Run { start, end: i, digits, variable });
+    }
+    if digit_runs >= 2 {
+        // Node, attempt and request names: `R02-M1-N0-C:J12-U11`, `attempt_14_0020_m_000002_0`,
+        // `req-9bc3-bfbb-4a0e`: short letter runs and hex runs among numbers are ids too.
+        for r in runs.iter_mut() {
+            let run = &token[r.start..r.end];
+            if !r.digits
+                && ((run.len() <= 2 && run.iter().all(u8::is_ascii_alphabetic))
+                    || run.iter().all(|b| matches!(b, b'a'..=b'f' | b'A'..=b'F')))
+            {
+                r.variable = true;
+            }
+        }
+    }
+    let mut pos = 0;
+    // `out.len()` right after the last `<*>` written, while nothing followed it.
+    let mut after_wild: Option<usize> = None;
+    for r in runs.iter() {
+        let gap = &token[pos..r.start];
+        if r.variable {
+            let joins = after_wild == Some(out.len()) && gap.iter().all(|&b| is_joiner(b));
+            if !joins {
+                out.extend_from_slice(gap);
+                out.extend_from_slice(WILDCARD.as_bytes());
+            }
+            after_wild = Some(out.len());
+        } else {
+            out.extend_from_slice(gap);
+            out.extend_from_slice(&token[r.start..r.end]);
+        }
+        pos = r.end;
+    }
+    out.extend_from_slice(&token[pos..]);
+}
+
+/// `log4j`, `i18n`, `k8s`: one short digit run inside letters is part of a word.
+fn is_word_with_digit(run: &[u8]) -> bool {
+    let first_digit = run.iter().position(u8::is_ascii_digit);
+    let last_digit = run.iter().rposition(u8::is_ascii_digit);
+    match (first_digit, last_digit) {
+        (Some(f), Some(l)) => {
+            f >= 1
+                && l + 1 < run.len()
+                && l - f < 2
+                && run[..f].iter().all(u8::is_ascii_alphabetic)
+                && run[l + 1..].iter().all(u8::is_ascii_alphabetic)
+                && run[f..=l].iter().all(u8::is_ascii_digit)
+                && !run.iter().all(u8::is_ascii_hexdigit)
+        }
+        _ => false,
+    }
+}
+
+fn is_uuid(core: &[u8]) -> bool {
+    // 8-4-4-4-12 hex digits.
+    core.len() == 36
+        && core.iter().enumerate().all(|(i, &b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
+fn is_path(core: &[u8]) -> bool {
+    let slashes = core.iter().filter(|&&b| b == b'/').count();
+    let backslashes = core.iter().filter(|&&b| b == b'\\').count();
+    (core.first() == Some(&b'/') && slashes >= 2 && core.get(1) != Some(&b'/'))
+        || (slashes >= 2 && contains(core, b"://"))
+        || (core.len() > 2 && core[1] == b':' && core[2] == b'\\' && core[0].is_ascii_alphabetic())
+        || backslashes >= 2 && !contains(core, b"\\0")
+}
+
+fn is_email(core: &[u8]) -> bool {
+    match core.iter().position(|&b| b == b'@') {
+        Some(at) => {
+            at > 0
+                && core[at + 1..].contains(&b'.')
+                && core.iter().filter(|&&b| b == b'@').count() == 1
+                && core.iter().all(|&b| is_alnum(b) || matches!(b, b'@' | b'.' | b'-' | b'_' | b'+'))
+        }
+        None => false,
+    }
+}
+
+/// `name.domain:port` (the port all digits, the host a dotted or dashed name).
+fn is_host_port(core: &[u8]) -> bool {
+    let Some(colon) = core.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&core[..colon], &core[colon + 1..]);
+    !port.is_empty()
+        && port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && host.len() >= 3
+        && host.iter().any(|&b| b == b'.')
+        && host.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && host.first().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_quoted(token: &[u8]) -> bool {
+    token.len() >= 2
+        && matches!(token[0], b'"' | b'\'')
+        && token.last() == Some(&token[0])
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hashing: tokens are compared by 64-bit hash (a collision, ~2^-64 per pair, would only
+// make two tokens count as equal).
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    fmix(h)
+}
+
+/// Low hash bit: the token holds a parameter (`<*>`, `blk_<*>`).
+const VAR_BIT: u64 = 1;
+
+fn token_hash(text: &[u8], variable: bool) -> u64 {
+    (hash_bytes(text) & !VAR_BIT) | u64::from(variable)
+}
+
+fn fmix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+fn wildcard_hash() -> u64 {
+    // Computed once: `<*>` is 3 bytes, one chunk.
+    const W: u64 = {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let h = 3u64.wrapping_mul(K);
+        let w = u64::from_le_bytes([b'<', b'*', b'>', 0, 0, 0, 0, 0]);
+        let mut h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        (h ^ (h >> 33)) | VAR_BIT
+    };
+    W
+}
+
+fn sequence_hash(tokens: &[u64]) -> u64 {
+    let mut h = (tokens.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for &t in tokens {
+        h = (h.rotate_left(29) ^ t).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fmix(h)
+}
+
+/// The maps are keyed by values that already are hashes (or small ids): pass them through.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdBuild = BuildHasherDefault<IdHasher>;
