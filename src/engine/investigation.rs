@@ -311,9 +311,24 @@ impl Investigation {
                 text: "(no content)".into(),
             });
         }
+        // The API rejects history whose tool_use input is not an object; keep the
+        // malformed value visible to the model, wrapped in one.
+        let history: Vec<ContentBlock> = content
+            .iter()
+            .map(|block| match block {
+                ContentBlock::ToolUse { id, name, input } if !input.is_object() => {
+                    ContentBlock::ToolUse {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: serde_json::json!({ "invalid_arguments": input.to_string() }),
+                    }
+                }
+                other => other.clone(),
+            })
+            .collect();
         self.messages.push(Message {
             role: Role::Assistant,
-            content: content.clone(),
+            content: history,
         });
         let text: Vec<&str> = content
             .iter()

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod investigation;
 pub mod prompt;
 pub mod report;
+pub mod sessions;
 
 pub use driver::{
     Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock,
@@ -14,3 +15,4 @@ pub use driver::{
 pub use gate::{CallError, Gate, GateOutcome, OfferedTool};
 pub use investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Setup, Step, ToolRoute};
 pub use report::{Confidence, Findings, Report, ReportKind};
+pub use sessions::{Lease, Sessions};

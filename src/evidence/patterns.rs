@@ -353,6 +353,11 @@ impl Drain {
     fn search(&self) -> Option<u32> {
         let line = &self.line;
         let n = line.hashes.len();
+        self.search_leaf(n)
+    }
+
+    fn search_leaf(&self, n: usize) -> Option<u32> {
+        let line = &self.line;
         let mut node = *self.by_length.get(&n)?;
         for key in line.keys.iter().take(self.key_layers) {
             let here = &self.nodes[node as usize];
@@ -363,13 +368,8 @@ impl Drain {
         }
         let mut best: Option<(f64, usize, u32)> = None;
         for &g in &self.nodes[node as usize].groups {
-            let group = &self.groups[g as usize];
-            let (sim, params) = similarity(&group.tokens, &line.hashes, &line.skip);
-            let better = match best {
-                None => true,
-                Some((s, p, _)) => sim > s || (sim == s && params > p),
-            };
-            if better {
+            let (sim, params) = similarity(&self.groups[g as usize].tokens, &line.hashes, Some(&line.skip));
+            if better(best, sim, params) {
                 best = Some((sim, params, g));
             }
         }
@@ -655,13 +655,13 @@ pub fn templates_for_lines(lines: impl Iterator<Item = String>, config: &DrainCo
 /// Equal tokens match (`ntpd[<*>]:` too), except bare `<*>`; a bare `<*>` against a token
 /// holding a parameter (`tbird-<*>`) tells nothing; a template `<*>`
 /// against a constant counts against, as in Drain, so that `<*>`s do not attract lines.
-fn similarity(template: &[u64], line: &[u64], skip: &[bool]) -> (f64, usize) {
+fn similarity(template: &[u64], line: &[u64], skip: Option<&[bool]>) -> (f64, usize) {
     let wild = wildcard_hash();
     let mut matched = 0usize;
     let mut neutral = 0usize;
     let mut params = 0usize;
-    for ((&t, &l), &s) in template.iter().zip(line).zip(skip) {
-        if s {
+    for (i, (&t, &l)) in template.iter().zip(line).enumerate() {
+        if skip.is_some_and(|s| s.get(i) == Some(&true)) || (t | l) & LEVEL_BIT != 0 {
             neutral += 1;
         } else if t == l {
             if t == wild {
@@ -680,6 +680,14 @@ fn similarity(template: &[u64], line: &[u64], skip: &[bool]) -> (f64, usize) {
         return (1.0, params);
     }
     (matched as f64 / considered as f64, params)
+}
+
+/// Best so far: higher similarity, then more parameters (the more general template).
+fn better(best: Option<(f64, usize, u32)>, sim: f64, params: usize) -> bool {
+    match best {
+        None => true,
+        Some((s, p, _)) => sim > s || (sim == s && params > p),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -746,7 +754,12 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
     mask_dates(&mut line.masked, &line.spans, &mut line.plain);
     for (i, &(a, b)) in line.spans.iter().enumerate() {
         let text = &line.masked[a as usize..b as usize];
-        line.hashes[i] = token_hash(text, !line.plain[i] && contains(text, WILDCARD.as_bytes()));
+        line.hashes[i] = if line.plain[i] && is_level(text) {
+            line.plain[i] = false;
+            token_hash(text, false) | LEVEL_BIT
+        } else {
+            token_hash(text, !line.plain[i] && contains(text, WILDCARD.as_bytes()))
+        };
     }
     line.skip.clear();
     line.skip.resize(line.hashes.len(), false);
@@ -879,6 +892,25 @@ fn mask_dates(text: &mut [u8], spans: &[(u32, u32)], plain: &mut [bool]) {
             plain[k] = false;
         }
     }
+}
+
+/// `INFO`, `WARN`, `[error]`, `<notice>`: upper case alone, any case when bracketed.
+fn is_level(token: &[u8]) -> bool {
+    const LEVELS: [&[u8]; 15] = [
+        b"TRACE", b"DEBUG", b"INFO", b"NOTICE", b"WARN", b"WARNING", b"ERROR", b"ERR", b"SEVERE", b"CRIT",
+        b"CRITICAL", b"ALERT", b"EMERG", b"FATAL", b"PANIC",
+    ];
+    let (lead, core, trail) = strip_wrapping(token);
+    let bracketed = matches!(lead, b"[" | b"<" | b"(") && trail.len() == 1;
+    if core.len() > 8 || core.len() < 3 {
+        return false;
+    }
+    let mut upper = [0u8; 8];
+    for (u, b) in upper.iter_mut().zip(core) {
+        *u = b.to_ascii_uppercase();
+    }
+    let upper = &upper[..core.len()];
+    (bracketed || (lead.is_empty() && trail.is_empty() && upper == core)) && LEVELS.contains(&upper)
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -1115,8 +1147,11 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 /// Low hash bit: the token holds a parameter (`<*>`, `blk_<*>`).
 const VAR_BIT: u64 = 1;
 
+/// Second hash bit: a log level (`INFO`, `[error]`): header, neither matches nor differs.
+const LEVEL_BIT: u64 = 2;
+
 fn token_hash(text: &[u8], variable: bool) -> u64 {
-    (hash_bytes(text) & !VAR_BIT) | u64::from(variable)
+    (hash_bytes(text) & !(VAR_BIT | LEVEL_BIT)) | u64::from(variable)
 }
 
 fn fmix(mut h: u64) -> u64 {
@@ -1138,7 +1173,7 @@ fn wildcard_hash() -> u64 {
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        (h ^ (h >> 33)) | VAR_BIT
+        ((h ^ (h >> 33)) & !LEVEL_BIT) | VAR_BIT
     };
     W
 }

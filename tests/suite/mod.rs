@@ -3,6 +3,7 @@ mod common;
 mod corpus;
 mod engine;
 mod fake_anthropic;
+mod investigate;
 mod llm_anthropic;
 mod logfile;
 mod sql_mysql;
