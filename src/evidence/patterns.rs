@@ -168,15 +168,14 @@ struct Line {
     /// Raw token `i` is `source[raw[i].0..raw[i].1]`.
     raw: Vec<(u32, u32)>,
     hashes: Vec<u64>,
-    /// Token had no variable part: it may key the tree.
-    plain: Vec<bool>,
+    kinds: Vec<Kind>,
     keys: Vec<u64>,
     /// Positions of the keys the tree uses (`skip[i]`: leave token `i` out of similarity).
     skip: Vec<bool>,
     /// Scratch for the parts of a bracketed group.
     parts: Vec<u8>,
     part_spans: Vec<(u32, u32)>,
-    part_plain: Vec<bool>,
+    part_kinds: Vec<Kind>,
     /// `message` with wide separators replaced, when there are any.
     widened: String,
     runs: Vec<Run>,
@@ -693,14 +692,70 @@ fn better(best: Option<(f64, usize, u32)>, sim: f64, params: usize) -> bool {
 // ---------------------------------------------------------------------------------------
 // Tokenising and masking
 
-const SKIP_KEYS: bool = true;
+/// What a token turned out to be after masking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No digit, nothing masked: may key the tree.
+    Plain,
+    /// A log level: header, neither matches nor differs.
+    Level,
+    /// Held digits but kept as a word (`log4j`): constant, not a key.
+    Word,
+    /// Holds a `<*>`.
+    Param,
+}
+
+impl Kind {
+    fn hash(self, text: &[u8]) -> u64 {
+        let h = hash_bytes(text) & !(VAR_BIT | LEVEL_BIT);
+        match self {
+            Kind::Plain | Kind::Word => h,
+            Kind::Level => h | LEVEL_BIT,
+            Kind::Param => h | VAR_BIT,
+        }
+    }
+}
+
+// Byte classes, OR-ed over a token while finding its end, so that most tokens are
+// classified without another pass.
+const C_DIGIT: u8 = 1;
+const C_LOWER: u8 = 2;
+const C_SLASH: u8 = 4;
+const C_AT: u8 = 8;
+const C_COLON: u8 = 16;
+const C_QUOTE: u8 = 32;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            C_DIGIT
+        } else if c.is_ascii_lowercase() {
+            C_LOWER
+        } else if c == b'/' || c == b'\\' {
+            C_SLASH
+        } else if c == b'@' {
+            C_AT
+        } else if c == b':' {
+            C_COLON
+        } else if c == b'"' || c == b'\'' {
+            C_QUOTE
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
 
 fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], source: &str, line: &mut Line) {
     line.masked.clear();
     line.spans.clear();
     line.raw.clear();
     line.hashes.clear();
-    line.plain.clear();
+    line.kinds.clear();
     line.keys.clear();
     let bytes = source.as_bytes();
     let max_tokens = config.max_tokens.max(1);
@@ -722,17 +777,18 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
             push_wild(line, start, end);
             break;
         }
-        let group_end = group_end(bytes, start, separators);
-        let end = match group_end {
-            Some(end) => end,
+        let group = group_end(bytes, start, separators);
+        let mut end = start;
+        let mut classes = 0u8;
+        match group {
+            Some(group_end) => end = group_end,
             None => {
-                let mut end = start;
                 while end < bytes.len() && !separators[usize::from(bytes[end])] {
+                    classes |= CLASSES[usize::from(bytes[end])];
                     end += 1;
                 }
-                end
             }
-        };
+        }
         i = end;
         let token = &bytes[start..end];
         if token.len() > config.max_token_bytes {
@@ -740,107 +796,95 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
             continue;
         }
         let out_start = line.masked.len();
-        let plain = if group_end.is_some() {
+        let kind = if group.is_some() {
             mask_group(token, config.mask_quoted, separators, line)
         } else {
-            mask_token(token, config.mask_quoted, &mut line.masked, &mut line.runs)
+            mask_token(token, classes, config.mask_quoted, &mut line.masked, &mut line.runs)
         };
-        let out_end = line.masked.len();
-        line.spans.push((out_start as u32, out_end as u32));
+        line.spans.push((out_start as u32, line.masked.len() as u32));
         line.raw.push((start as u32, end as u32));
-        line.hashes.push(0);
-        line.plain.push(plain);
+        line.kinds.push(kind);
     }
-    mask_dates(&mut line.masked, &line.spans, &mut line.plain);
-    for (i, &(a, b)) in line.spans.iter().enumerate() {
+    mask_dates(&mut line.masked, &line.spans, &mut line.kinds);
+    for (&(a, b), kind) in line.spans.iter().zip(line.kinds.iter_mut()) {
         let text = &line.masked[a as usize..b as usize];
-        line.hashes[i] = if line.plain[i] && is_level(text) {
-            line.plain[i] = false;
-            token_hash(text, false) | LEVEL_BIT
-        } else {
-            token_hash(text, !line.plain[i] && contains(text, WILDCARD.as_bytes()))
-        };
+        if *kind == Kind::Plain && is_level(text) {
+            *kind = Kind::Level;
+        }
+        line.hashes.push(kind.hash(text));
     }
     line.skip.clear();
     line.skip.resize(line.hashes.len(), false);
-    for (i, &plain) in line.plain.iter().enumerate() {
-        if plain && line.keys.len() < key_layers {
+    for (i, &kind) in line.kinds.iter().enumerate() {
+        if kind == Kind::Plain && line.keys.len() < key_layers {
             line.keys.push(line.hashes[i]);
-            line.skip[i] = SKIP_KEYS;
+            line.skip[i] = true;
         }
     }
 }
 
-const GROUP_OPENERS: &[u8] = b"[";
 /// Bytes a bracketed group may span.
 const MAX_GROUP_BYTES: usize = 128;
 
 /// A `[...]` holding whitespace is one token (`[IPC Server handler 19 on 62270]`), so that
 /// thread names and bracketed lists do not change the token count; returns its end.
 fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usize> {
-    let open = bytes[start];
-    if !GROUP_OPENERS.contains(&open) {
+    if bytes[start] != b'[' {
         return None;
     }
-    let close = match open {
-        b'[' => b']',
-        b'(' => b')',
-        _ => b'}',
-    };
     let mut depth = 0usize;
     let mut spaced = false;
     let limit = bytes.len().min(start + MAX_GROUP_BYTES);
-    let mut j = start;
-    while j < limit {
-        let b = bytes[j];
-        if b == open {
-            depth += 1;
-        } else if b == close {
-            depth -= 1;
-            if depth == 0 {
-                if !spaced {
-                    return None;
+    for j in start..limit {
+        match bytes[j] {
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    if !spaced {
+                        return None;
+                    }
+                    let mut end = j + 1;
+                    while end < bytes.len() && !separators[usize::from(bytes[end])] {
+                        end += 1;
+                    }
+                    return Some(end);
                 }
-                let mut end = j + 1;
-                while end < bytes.len() && !separators[usize::from(bytes[end])] {
-                    end += 1;
-                }
-                return Some(end);
             }
-        } else if separators[usize::from(b)] {
-            spaced = true;
+            b => spaced |= separators[usize::from(b)],
         }
-        j += 1;
     }
     None
 }
 
 /// Masks the parts of a bracketed group one by one, joined by single spaces, with runs
-/// of `<*>` parts collapsed (`[TERM, HUP, INT]` stays, `(IRQs 5 10 11)` gives `(IRQs <*>)`).
-fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> bool {
+/// of `<*>` parts collapsed (`[TERM, HUP, INT]` stays, `[10.30 16:49:06]` gives `[<*>]`).
+fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> Kind {
     let mut parts = std::mem::take(&mut line.parts);
     let mut spans = std::mem::take(&mut line.part_spans);
-    let mut plain_parts = std::mem::take(&mut line.part_plain);
+    let mut kinds = std::mem::take(&mut line.part_kinds);
     parts.clear();
     spans.clear();
-    plain_parts.clear();
+    kinds.clear();
     let mut i = 0;
     while i < group.len() {
         while i < group.len() && separators[usize::from(group[i])] {
             i += 1;
         }
         let start = i;
+        let mut classes = 0u8;
         while i < group.len() && !separators[usize::from(group[i])] {
+            classes |= CLASSES[usize::from(group[i])];
             i += 1;
         }
         if start == i {
             break;
         }
         let a = parts.len();
-        plain_parts.push(mask_token(&group[start..i], mask_quoted, &mut parts, &mut line.runs));
+        kinds.push(mask_token(&group[start..i], classes, mask_quoted, &mut parts, &mut line.runs));
         spans.push((a as u32, parts.len() as u32));
     }
-    mask_dates(&mut parts, &spans, &mut plain_parts);
+    mask_dates(&mut parts, &spans, &mut kinds);
     let mut prev_wild = false;
     for (k, &(a, b)) in spans.iter().enumerate() {
         let text = &parts[a as usize..b as usize];
@@ -854,11 +898,17 @@ fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &
         line.masked.extend_from_slice(text);
         prev_wild = wild;
     }
-    let plain = plain_parts.iter().all(|&p| p);
+    let kind = if kinds.contains(&Kind::Param) {
+        Kind::Param
+    } else if kinds.iter().all(|&k| k == Kind::Plain) {
+        Kind::Plain
+    } else {
+        Kind::Word
+    };
     line.parts = parts;
     line.part_spans = spans;
-    line.part_plain = plain_parts;
-    plain
+    line.part_kinds = kinds;
+    kind
 }
 
 fn push_wild(line: &mut Line, start: usize, end: usize) {
@@ -866,30 +916,31 @@ fn push_wild(line: &mut Line, start: usize, end: usize) {
     line.masked.extend_from_slice(WILDCARD.as_bytes());
     line.spans.push((out_start as u32, line.masked.len() as u32));
     line.raw.push((start as u32, end as u32));
-    line.hashes.push(wildcard_hash());
-    line.plain.push(false);
+    line.kinds.push(Kind::Param);
 }
 
 /// Month and weekday names right before a masked number are part of a date
 /// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`): masked in place (`<*>` is 3 bytes too).
-fn mask_dates(text: &mut [u8], spans: &[(u32, u32)], plain: &mut [bool]) {
+fn mask_dates(text: &mut [u8], spans: &[(u32, u32)], kinds: &mut [Kind]) {
     const NAMES: [&[u8]; 19] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec", b"Mon",
         b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
     ];
     for k in (0..spans.len().saturating_sub(1)).rev() {
+        let (a, b) = spans[k];
+        if kinds[k] != Kind::Plain || !(3..=5).contains(&(b - a)) || kinds[k + 1] != Kind::Param {
+            continue;
+        }
         let (na, nb) = spans[k + 1];
         let (_, next, _) = strip_wrapping(&text[na as usize..nb as usize]);
         if !next.starts_with(WILDCARD.as_bytes()) {
             continue;
         }
-        let (a, b) = spans[k];
-        let token = &text[a as usize..b as usize];
-        let (lead, core, _) = strip_wrapping(token);
+        let (lead, core, _) = strip_wrapping(&text[a as usize..b as usize]);
         if core.len() == 3 && NAMES.contains(&core) {
             let at = a as usize + lead.len();
             text[at..at + 3].copy_from_slice(WILDCARD.as_bytes());
-            plain[k] = false;
+            kinds[k] = Kind::Param;
         }
     }
 }
@@ -900,9 +951,12 @@ fn is_level(token: &[u8]) -> bool {
         b"TRACE", b"DEBUG", b"INFO", b"NOTICE", b"WARN", b"WARNING", b"ERROR", b"ERR", b"SEVERE", b"CRIT",
         b"CRITICAL", b"ALERT", b"EMERG", b"FATAL", b"PANIC",
     ];
+    if token.len() < 3 || token.len() > 10 {
+        return false;
+    }
     let (lead, core, trail) = strip_wrapping(token);
     let bracketed = matches!(lead, b"[" | b"<" | b"(") && trail.len() == 1;
-    if core.len() > 8 || core.len() < 3 {
+    if core.len() > 8 || core.len() < 3 || !(bracketed || (lead.is_empty() && trail.is_empty())) {
         return false;
     }
     let mut upper = [0u8; 8];
@@ -910,7 +964,7 @@ fn is_level(token: &[u8]) -> bool {
         *u = b.to_ascii_uppercase();
     }
     let upper = &upper[..core.len()];
-    (bracketed || (lead.is_empty() && trail.is_empty() && upper == core)) && LEVELS.contains(&upper)
+    (bracketed || upper == core) && LEVELS.contains(&upper)
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -922,29 +976,35 @@ fn is_joiner(b: u8) -> bool {
     matches!(b, b'.' | b':' | b'-' | b'/' | b'_' | b',' | b'+' | b'#')
 }
 
-/// Writes the masked form of `token` to `out`; returns true when nothing was masked.
-fn mask_token(token: &[u8], mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
-    let has_digit = token.iter().any(u8::is_ascii_digit);
-    let (lead, core, trail) = strip_wrapping(token);
-    if !has_digit {
-        let whole = is_path(core) || is_email(core) || (mask_quoted && is_quoted(token));
-        if whole {
-            out.extend_from_slice(lead);
-            out.extend_from_slice(WILDCARD.as_bytes());
-            out.extend_from_slice(trail);
-            return false;
-        }
+/// Writes the masked form of `token` to `out`. `classes` is the OR of its byte classes.
+fn mask_token(token: &[u8], classes: u8, mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> Kind {
+    let quoted = mask_quoted && classes & C_QUOTE != 0 && is_quoted(token);
+    if classes & (C_DIGIT | C_SLASH | C_AT) == 0 && !quoted {
+        // Most tokens: words.
         out.extend_from_slice(token);
-        return true;
+        return Kind::Plain;
     }
-    if is_uuid(core) || is_email(core) || is_path(core) || (mask_quoted && is_quoted(token)) || is_host_port(core) {
+    let (lead, core, trail) = strip_wrapping(token);
+    let whole = quoted
+        || (classes & C_SLASH != 0 && is_path(core))
+        || (classes & C_AT != 0 && is_email(core))
+        || (classes & C_DIGIT != 0
+            && (is_uuid(core) || (classes & C_COLON != 0 && is_host_port(core))));
+    if whole {
         out.extend_from_slice(lead);
         out.extend_from_slice(WILDCARD.as_bytes());
         out.extend_from_slice(trail);
-        return false;
+        return Kind::Param;
     }
-    mask_runs(token, out, runs);
-    false
+    if classes & C_DIGIT == 0 {
+        out.extend_from_slice(token);
+        return Kind::Plain;
+    }
+    if mask_runs(token, out, runs) {
+        Kind::Param
+    } else {
+        Kind::Word
+    }
 }
 
 /// Splits off leading `([{<"'` and trailing `)]}>"',;:.` so that `(/a/b)` is a path.
@@ -961,8 +1021,8 @@ fn strip_wrapping(token: &[u8]) -> (&[u8], &[u8], &[u8]) {
 }
 
 /// Masks each alphanumeric run holding a digit; consecutive masked runs joined only by
-/// joiners collapse into one `<*>`.
-fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) {
+/// joiners collapse into one `<*>`. Returns whether anything was masked.
+fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
     runs.clear();
     let mut i = 0;
     let mut digit_runs = 0;
@@ -1017,6 +1077,7 @@ fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) {
         pos = r.end;
     }
     out.extend_from_slice(&token[pos..]);
+    after_wild.is_some()
 }
 
 /// `log4j`, `i18n`, `k8s`: one short digit run inside letters is part of a word.
@@ -1149,10 +1210,6 @@ const VAR_BIT: u64 = 1;
 
 /// Second hash bit: a log level (`INFO`, `[error]`): header, neither matches nor differs.
 const LEVEL_BIT: u64 = 2;
-
-fn token_hash(text: &[u8], variable: bool) -> u64 {
-    (hash_bytes(text) & !(VAR_BIT | LEVEL_BIT)) | u64::from(variable)
-}
 
 fn fmix(mut h: u64) -> u64 {
     h ^= h >> 33;

@@ -1321,7 +1321,28 @@ impl<'s> Guard<'s> {
     }
 
     fn function(&mut self, function: &Function) -> Result<(), Refusal> {
-        self.function_name(&function.name).map(|_| ())
+        let name = self.function_name(&function.name)?;
+        if name == "current_setting" {
+            // Server settings can hold paths and custom secrets: only well-known,
+            // harmless ones, named by a literal.
+            let first = match &function.args {
+                FunctionArguments::List(list) => list
+                    .args
+                    .first()
+                    .and_then(arg_expr)
+                    .and_then(string_literal),
+                FunctionArguments::None | FunctionArguments::Subquery(_) => None,
+            };
+            match first {
+                Some(setting) if SAFE_SETTINGS.contains(&setting.to_ascii_lowercase().as_str()) => {
+                }
+                _ => return Err(refuse(format!(
+                    "current_setting is allowed only for these settings, named as a literal: {}",
+                    SAFE_SETTINGS.join(", ")
+                ))),
+            }
+        }
+        Ok(())
     }
 
     fn table_function(&mut self, name: &ObjectName, args: &[FunctionArg]) -> Result<(), Refusal> {
@@ -2689,6 +2710,32 @@ const PG_ALLOWED: &[&str] = &[
 ];
 
 /// Exact names refused in every dialect (deny-list; see the module docs).
+/// Settings `current_setting` may read: what an investigation of load,
+/// timeouts or time zones needs, nothing that holds paths or credentials.
+const SAFE_SETTINGS: &[&str] = &[
+    "timezone",
+    "datestyle",
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "client_encoding",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "max_connections",
+    "superuser_reserved_connections",
+    "work_mem",
+    "maintenance_work_mem",
+    "shared_buffers",
+    "effective_cache_size",
+    "default_transaction_isolation",
+    "transaction_read_only",
+    "max_parallel_workers_per_gather",
+    "random_page_cost",
+    "jit",
+];
+
 const DENIED_FUNCTIONS: &[&str] = &[
     // Postgres: session state, sequences, xids, SQL-text execution, writes.
     "set_config",
