@@ -162,23 +162,37 @@ struct ParamStats {
 /// The current line, tokenised and masked into buffers reused across lines.
 #[derive(Debug, Default)]
 struct Line {
+    tokens: Vec<Token>,
+    /// Masked texts of the tokens that needed masking.
     masked: Vec<u8>,
-    /// Masked token `i` is `masked[spans[i].0..spans[i].1]`.
-    spans: Vec<(u32, u32)>,
-    /// Raw token `i` is `source[raw[i].0..raw[i].1]`.
-    raw: Vec<(u32, u32)>,
     hashes: Vec<u64>,
-    kinds: Vec<Kind>,
     keys: Vec<u64>,
-    /// Positions of the keys the tree uses (`skip[i]`: leave token `i` out of similarity).
+    /// `skip[i]`: token `i` keyed the tree, leave it out of similarity.
     skip: Vec<bool>,
     /// Scratch for the parts of a bracketed group.
     parts: Vec<u8>,
-    part_spans: Vec<(u32, u32)>,
-    part_kinds: Vec<Kind>,
+    part_tokens: Vec<Token>,
     /// `message` with wide separators replaced, when there are any.
     widened: String,
     runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    /// The raw token in the source line.
+    raw: (u32, u32),
+    /// The masked text: in `Line::masked` when `in_masked`, else the raw token itself.
+    text: (u32, u32),
+    in_masked: bool,
+    kind: Kind,
+}
+
+impl Token {
+    fn text<'a>(&self, source: &'a [u8], masked: &'a [u8]) -> &'a [u8] {
+        let (a, b) = self.text;
+        let buf = if self.in_masked { masked } else { source };
+        buf.get(a as usize..b as usize).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -341,7 +355,7 @@ impl Drain {
                     self.update_template(g);
                     self.resolve(g as usize) as u32
                 }
-                None => self.create(hash),
+                None => self.create(source, hash),
             },
         };
         self.record(id, source, at, example);
@@ -378,16 +392,16 @@ impl Drain {
         }
     }
 
-    fn create(&mut self, hash: u64) -> u32 {
+    fn create(&mut self, source: &str, hash: u64) -> u32 {
         if self.live_groups >= self.config.max_groups {
             return self.overflow_group();
         }
         let id = self.groups.len() as u32;
         let line = &self.line;
         let texts: Vec<Box<str>> = line
-            .spans
+            .tokens
             .iter()
-            .map(|&(a, b)| String::from_utf8_lossy(&line.masked[a as usize..b as usize]).into())
+            .map(|t| String::from_utf8_lossy(t.text(source.as_bytes(), &line.masked)).into())
             .collect();
         let params = if self.config.track_parameters {
             texts
@@ -576,8 +590,9 @@ impl Drain {
             }
         }
         if config.track_parameters {
-            for (slot, &(a, b)) in group.params.iter_mut().zip(&line.raw) {
+            for (slot, t) in group.params.iter_mut().zip(&line.tokens) {
                 if let Some(stats) = slot {
+                    let (a, b) = t.raw;
                     let raw = source.get(a as usize..b as usize).unwrap_or_default();
                     stats.note(raw, config);
                 }
@@ -724,6 +739,10 @@ const C_SLASH: u8 = 4;
 const C_AT: u8 = 8;
 const C_COLON: u8 = 16;
 const C_QUOTE: u8 = 32;
+/// Joiners other than `:` and `/` (see `is_joiner`).
+const C_JOIN: u8 = 64;
+/// Upper case, other punctuation, non-ASCII.
+const C_OTHER: u8 = 128;
 
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -742,8 +761,10 @@ const CLASSES: [u8; 256] = {
             C_COLON
         } else if c == b'"' || c == b'\'' {
             C_QUOTE
+        } else if matches!(c, b'.' | b'-' | b'_' | b',' | b'+' | b'#') {
+            C_JOIN
         } else {
-            0
+            C_OTHER
         };
         b += 1;
     }
@@ -751,11 +772,9 @@ const CLASSES: [u8; 256] = {
 };
 
 fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], source: &str, line: &mut Line) {
+    line.tokens.clear();
     line.masked.clear();
-    line.spans.clear();
-    line.raw.clear();
     line.hashes.clear();
-    line.kinds.clear();
     line.keys.clear();
     let bytes = source.as_bytes();
     let max_tokens = config.max_tokens.max(1);
@@ -768,7 +787,7 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
             break;
         }
         let start = i;
-        if line.spans.len() + 1 == max_tokens {
+        if line.tokens.len() + 1 == max_tokens {
             // The rest of an over-long line is one parameter.
             let mut end = bytes.len();
             while end > start && separators[usize::from(bytes[end - 1])] {
@@ -790,36 +809,31 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
             }
         }
         i = end;
-        let token = &bytes[start..end];
-        if token.len() > config.max_token_bytes {
+        if end - start > config.max_token_bytes {
             push_wild(line, start, end);
             continue;
         }
-        let out_start = line.masked.len();
-        let kind = if group.is_some() {
-            mask_group(token, config.mask_quoted, separators, line)
+        let token = if group.is_some() {
+            mask_group(bytes, start, end, config.mask_quoted, separators, line)
         } else {
-            mask_token(token, classes, config.mask_quoted, &mut line.masked, &mut line.runs)
+            mask_token(bytes, start, end, classes, config.mask_quoted, &mut line.masked, &mut line.runs)
         };
-        line.spans.push((out_start as u32, line.masked.len() as u32));
-        line.raw.push((start as u32, end as u32));
-        line.kinds.push(kind);
+        line.tokens.push(token);
     }
-    mask_dates(&mut line.masked, &line.spans, &mut line.kinds);
-    for (&(a, b), kind) in line.spans.iter().zip(line.kinds.iter_mut()) {
-        let text = &line.masked[a as usize..b as usize];
-        if *kind == Kind::Plain && is_level(text) {
-            *kind = Kind::Level;
-        }
-        line.hashes.push(kind.hash(text));
-    }
+    mask_dates(bytes, &mut line.tokens, &mut line.masked);
     line.skip.clear();
-    line.skip.resize(line.hashes.len(), false);
-    for (i, &kind) in line.kinds.iter().enumerate() {
-        if kind == Kind::Plain && line.keys.len() < key_layers {
-            line.keys.push(line.hashes[i]);
-            line.skip[i] = true;
+    for t in line.tokens.iter_mut() {
+        let text = t.text(bytes, &line.masked);
+        if t.kind == Kind::Plain && is_level(text) {
+            t.kind = Kind::Level;
         }
+        let hash = t.kind.hash(text);
+        line.hashes.push(hash);
+        let key = t.kind == Kind::Plain && line.keys.len() < key_layers;
+        if key {
+            line.keys.push(hash);
+        }
+        line.skip.push(key);
     }
 }
 
@@ -859,35 +873,33 @@ fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usi
 
 /// Masks the parts of a bracketed group one by one, joined by single spaces, with runs
 /// of `<*>` parts collapsed (`[TERM, HUP, INT]` stays, `[10.30 16:49:06]` gives `[<*>]`).
-fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> Kind {
+fn mask_group(bytes: &[u8], start: usize, end: usize, mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> Token {
     let mut parts = std::mem::take(&mut line.parts);
-    let mut spans = std::mem::take(&mut line.part_spans);
-    let mut kinds = std::mem::take(&mut line.part_kinds);
+    let mut tokens = std::mem::take(&mut line.part_tokens);
     parts.clear();
-    spans.clear();
-    kinds.clear();
-    let mut i = 0;
-    while i < group.len() {
-        while i < group.len() && separators[usize::from(group[i])] {
+    tokens.clear();
+    let mut i = start;
+    while i < end {
+        while i < end && separators[usize::from(bytes[i])] {
             i += 1;
         }
-        let start = i;
+        let part = i;
         let mut classes = 0u8;
-        while i < group.len() && !separators[usize::from(group[i])] {
-            classes |= CLASSES[usize::from(group[i])];
+        while i < end && !separators[usize::from(bytes[i])] {
+            classes |= CLASSES[usize::from(bytes[i])];
             i += 1;
         }
-        if start == i {
+        if part == i {
             break;
         }
-        let a = parts.len();
-        kinds.push(mask_token(&group[start..i], classes, mask_quoted, &mut parts, &mut line.runs));
-        spans.push((a as u32, parts.len() as u32));
+        tokens.push(mask_token(bytes, part, i, classes, mask_quoted, &mut parts, &mut line.runs));
     }
-    mask_dates(&mut parts, &spans, &mut kinds);
+    mask_dates(bytes, &mut tokens, &mut parts);
+    let out_start = line.masked.len();
     let mut prev_wild = false;
-    for (k, &(a, b)) in spans.iter().enumerate() {
-        let text = &parts[a as usize..b as usize];
+    let mut kind = Kind::Plain;
+    for (k, t) in tokens.iter().enumerate() {
+        let text = t.text(bytes, &parts);
         let wild = text == WILDCARD.as_bytes();
         if wild && prev_wild {
             continue;
@@ -897,50 +909,62 @@ fn mask_group(group: &[u8], mask_quoted: bool, separators: &[bool; 256], line: &
         }
         line.masked.extend_from_slice(text);
         prev_wild = wild;
+        kind = match (kind, t.kind) {
+            (Kind::Param, _) | (_, Kind::Param) => Kind::Param,
+            (Kind::Word, _) | (_, Kind::Word) | (_, Kind::Level) | (Kind::Level, _) => Kind::Word,
+            (Kind::Plain, Kind::Plain) => Kind::Plain,
+        };
     }
-    let kind = if kinds.contains(&Kind::Param) {
-        Kind::Param
-    } else if kinds.iter().all(|&k| k == Kind::Plain) {
-        Kind::Plain
-    } else {
-        Kind::Word
-    };
     line.parts = parts;
-    line.part_spans = spans;
-    line.part_kinds = kinds;
-    kind
+    line.part_tokens = tokens;
+    Token {
+        raw: (start as u32, end as u32),
+        text: (out_start as u32, line.masked.len() as u32),
+        in_masked: true,
+        kind,
+    }
 }
 
 fn push_wild(line: &mut Line, start: usize, end: usize) {
     let out_start = line.masked.len();
     line.masked.extend_from_slice(WILDCARD.as_bytes());
-    line.spans.push((out_start as u32, line.masked.len() as u32));
-    line.raw.push((start as u32, end as u32));
-    line.kinds.push(Kind::Param);
+    line.tokens.push(Token {
+        raw: (start as u32, end as u32),
+        text: (out_start as u32, line.masked.len() as u32),
+        in_masked: true,
+        kind: Kind::Param,
+    });
 }
 
 /// Month and weekday names right before a masked number are part of a date
-/// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`): masked in place (`<*>` is 3 bytes too).
-fn mask_dates(text: &mut [u8], spans: &[(u32, u32)], kinds: &mut [Kind]) {
+/// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`).
+fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
     const NAMES: [&[u8]; 19] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec", b"Mon",
         b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
     ];
-    for k in (0..spans.len().saturating_sub(1)).rev() {
-        let (a, b) = spans[k];
-        if kinds[k] != Kind::Plain || !(3..=5).contains(&(b - a)) || kinds[k + 1] != Kind::Param {
+    for k in (0..tokens.len().saturating_sub(1)).rev() {
+        let t = tokens[k];
+        let len = t.text.1 - t.text.0;
+        if t.kind != Kind::Plain || !(3..=5).contains(&len) || tokens[k + 1].kind != Kind::Param {
             continue;
         }
-        let (na, nb) = spans[k + 1];
-        let (_, next, _) = strip_wrapping(&text[na as usize..nb as usize]);
+        let (_, next, _) = strip_wrapping(tokens[k + 1].text(source, masked));
         if !next.starts_with(WILDCARD.as_bytes()) {
             continue;
         }
-        let (lead, core, _) = strip_wrapping(&text[a as usize..b as usize]);
+        let (lead, core, trail) = strip_wrapping(t.text(source, masked));
         if core.len() == 3 && NAMES.contains(&core) {
-            let at = a as usize + lead.len();
-            text[at..at + 3].copy_from_slice(WILDCARD.as_bytes());
-            kinds[k] = Kind::Param;
+            let (lead, trail) = (lead.len(), trail.len());
+            let (a, b) = t.raw;
+            let raw = source.get(a as usize..b as usize).unwrap_or_default();
+            let out = masked.len();
+            masked.extend_from_slice(&raw[..lead]);
+            masked.extend_from_slice(WILDCARD.as_bytes());
+            masked.extend_from_slice(&raw[raw.len() - trail..]);
+            tokens[k].text = (out as u32, masked.len() as u32);
+            tokens[k].in_masked = true;
+            tokens[k].kind = Kind::Param;
         }
     }
 }
@@ -976,34 +1000,49 @@ fn is_joiner(b: u8) -> bool {
     matches!(b, b'.' | b':' | b'-' | b'/' | b'_' | b',' | b'+' | b'#')
 }
 
-/// Writes the masked form of `token` to `out`. `classes` is the OR of its byte classes.
-fn mask_token(token: &[u8], classes: u8, mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> Kind {
+/// Masks `source[start..end]` (its byte classes OR-ed in `classes`), writing to `out` only
+/// what differs from the raw token.
+fn mask_token(source: &[u8], start: usize, end: usize, classes: u8, mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> Token {
+    let token = &source[start..end];
+    let raw = (start as u32, end as u32);
+    let verbatim = |kind| Token { raw, text: raw, in_masked: false, kind };
     let quoted = mask_quoted && classes & C_QUOTE != 0 && is_quoted(token);
     if classes & (C_DIGIT | C_SLASH | C_AT) == 0 && !quoted {
         // Most tokens: words.
-        out.extend_from_slice(token);
-        return Kind::Plain;
+        return verbatim(Kind::Plain);
+    }
+    let out_start = out.len();
+    let masked = |out: &Vec<u8>| Token { raw, text: (out_start as u32, out.len() as u32), in_masked: true, kind: Kind::Param };
+    if classes & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
+        // Numbers, times, dates, IPs: `2005-06-03-15.42.50.675872`, `10.251.73.220:50010,`.
+        let first = token.iter().position(u8::is_ascii_digit).unwrap_or(0);
+        let last = token.iter().rposition(u8::is_ascii_digit).unwrap_or(0);
+        // A sign belongs to the number (`blk_-69` is handled the same in `mask_runs`).
+        let lead = if first > 0 && matches!(token[first - 1], b'-' | b'+') { first - 1 } else { first };
+        out.extend_from_slice(&token[..lead]);
+        out.extend_from_slice(WILDCARD.as_bytes());
+        out.extend_from_slice(token.get(last + 1..).unwrap_or_default());
+        return masked(out);
     }
     let (lead, core, trail) = strip_wrapping(token);
     let whole = quoted
         || (classes & C_SLASH != 0 && is_path(core))
         || (classes & C_AT != 0 && is_email(core))
-        || (classes & C_DIGIT != 0
-            && (is_uuid(core) || (classes & C_COLON != 0 && is_host_port(core))));
+        || (classes & C_DIGIT != 0 && (is_uuid(core) || (classes & C_COLON != 0 && is_host_port(core))));
     if whole {
         out.extend_from_slice(lead);
         out.extend_from_slice(WILDCARD.as_bytes());
         out.extend_from_slice(trail);
-        return Kind::Param;
+        return masked(out);
     }
     if classes & C_DIGIT == 0 {
-        out.extend_from_slice(token);
-        return Kind::Plain;
+        return verbatim(Kind::Plain);
     }
     if mask_runs(token, out, runs) {
-        Kind::Param
+        masked(out)
     } else {
-        Kind::Word
+        out.truncate(out_start);
+        verbatim(Kind::Word)
     }
 }
 
