@@ -8,14 +8,15 @@ use std::time::Duration;
 use crate::access::{self, Access, Denial, Principal};
 use crate::config::{self, interpolate::Env, Config, MasterKey};
 use crate::engine::prompt;
+use crate::engine::stored;
 use crate::engine::{
-    Clock, Conversation, Engine, EngineSettings, EventSink, Gate, Outcome, SystemClock,
+    Clock, Conversation, Engine, EngineSettings, EventSink, Gate, Outcome, SessionRepo, SystemClock,
 };
 use crate::llm::anthropic::{AnthropicConfig, AnthropicModel};
 use crate::llm::offline::OfflinePlanner;
 use crate::llm::Model;
 use crate::sources::{BuildContext, CallContext, Registry, Sources};
-use crate::store::Store;
+use crate::store::{SessionRow, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,6 +32,37 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Why a question in a stored session was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("refused: {0}")]
+    Denied(Denial),
+    /// Unknown, or not visible to this principal (the two look the same so
+    /// ids of other squads' sessions do not leak).
+    #[error("no such investigation")]
+    NotFound,
+    #[error("the investigation is busy answering another question")]
+    Busy,
+    #[error("store: {0}")]
+    Store(crate::store::Error),
+}
+
+impl From<stored::Error> for AskError {
+    fn from(err: stored::Error) -> Self {
+        match err {
+            stored::Error::Unknown(_) => AskError::NotFound,
+            stored::Error::Busy(_) => AskError::Busy,
+            stored::Error::Store(e) => AskError::Store(e),
+        }
+    }
+}
+
+/// A reader may see a session only if it holds every squad that owns it: the
+/// evidence was gathered with the owners' grants.
+pub fn visible_to(row: &SessionRow, access: &Access) -> bool {
+    row.squads.iter().all(|s| access.squads.contains(s))
+}
+
 /// Which model plans investigations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelChoice {
@@ -42,6 +74,7 @@ pub enum ModelChoice {
 pub struct App {
     pub config: Config,
     pub engine: Engine,
+    pub sessions: SessionRepo,
     system_template: String,
 }
 
@@ -90,9 +123,14 @@ impl App {
         let prompts = config.dir.join("../prompts");
         let system_template =
             prompt::system_template(Some(prompts.as_path()).filter(|p| p.is_dir()));
+        // A lease outlives any question's wall-time budget, so only a dead
+        // holder's lease ever expires; a follow-up waits as long.
+        let ttl = settings.budgets.max_wall * 2 + Duration::from_secs(60);
+        let sessions = SessionRepo::new(gate.store().clone(), ttl, ttl);
         App {
             config,
             engine: Engine::new(gate, model, clock, settings),
+            sessions,
             system_template,
         }
     }
@@ -130,6 +168,64 @@ impl App {
             .engine
             .ask(&access, conversation, system, question, events)
             .await)
+    }
+
+    /// Opens a new stored session owned by `principal`'s squads.
+    pub async fn start_session(
+        &self,
+        principal: &Principal,
+    ) -> std::result::Result<(String, Access), AskError> {
+        let access = self.resolve(principal).map_err(AskError::Denied)?;
+        loop {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            if self
+                .sessions
+                .create(&id, &access.principal, &access.squads)
+                .await?
+            {
+                return Ok((id, access));
+            }
+        }
+    }
+
+    /// The session's header, if `principal` may see it.
+    pub async fn session_for(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> std::result::Result<(SessionRow, Access), AskError> {
+        let access = self.resolve(principal).map_err(AskError::Denied)?;
+        match self.sessions.header(id).await? {
+            Some(row) if visible_to(&row, &access) => Ok((row, access)),
+            Some(_) | None => Err(AskError::NotFound),
+        }
+    }
+
+    /// Answers a question in a stored session (new or follow-up): waits for the
+    /// session's lease, asks, and writes the answer before giving it back.
+    pub async fn ask_in_session(
+        &self,
+        principal: &Principal,
+        id: &str,
+        question: &str,
+        events: &dyn EventSink,
+    ) -> std::result::Result<Outcome, AskError> {
+        let (row, access) = self.session_for(principal, id).await?;
+        let mut lease = self.sessions.lease(id).await?;
+        lease.begin(question).await?;
+        let before = lease.conversation.evidence.len();
+        let outcome = self
+            .ask(principal, &mut lease.conversation, question, events)
+            .await
+            .map_err(AskError::Denied)?;
+        // Usage is charged to the squads that own the session.
+        let squads = if row.squads.is_empty() {
+            access.squads.clone()
+        } else {
+            row.squads.clone()
+        };
+        lease.finish(question, &outcome, before, &squads).await?;
+        Ok(outcome)
     }
 
     /// The system prompt with each granted source summarised (its tables, files…),

@@ -9,3 +9,4 @@ mod logfile;
 mod sql_mysql;
 mod sql_postgres;
 mod sql_sqlite;
+mod store_sessions;
