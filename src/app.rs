@@ -57,6 +57,17 @@ impl From<stored::Error> for AskError {
     }
 }
 
+/// Why the query agent produced no rows.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryAgentError {
+    #[error("not a SQL source")]
+    NotSql,
+    #[error("{0}")]
+    NoSql(String),
+    #[error("model: {0}")]
+    Model(String),
+}
+
 /// A reader may see a session only if it holds every squad that owns it: the
 /// evidence was gathered with the owners' grants.
 pub fn visible_to(row: &SessionRow, access: &Access) -> bool {
@@ -226,6 +237,133 @@ impl App {
         };
         lease.finish(question, &outcome, before, &squads).await?;
         Ok(outcome)
+    }
+
+    /// Text-to-SQL over one granted SQL source: Claude writes a statement from
+    /// the source's schema as the grant shows it, and the statement runs
+    /// through the gate like any tool call (guarded, limited, audited).
+    pub async fn query_agent(
+        &self,
+        access: &Access,
+        dataset: &str,
+        prompt: &str,
+    ) -> std::result::Result<serde_json::Value, QueryAgentError> {
+        use crate::llm::{ContentBlock, Message, ModelRequest, ToolChoice, ToolDef};
+        let gate = self.engine.gate();
+        let offered = gate
+            .tools_for(access)
+            .into_iter()
+            .find(|t| t.source == dataset && t.spec.name == "run_query")
+            .ok_or(QueryAgentError::NotSql)?;
+        let (Some(grant), Some(source)) = (access.grant(dataset), gate.sources().get(dataset))
+        else {
+            return Err(QueryAgentError::NotSql);
+        };
+        let ctx = CallContext {
+            session_id: None,
+            timeout: Duration::from_secs(10),
+        };
+        let schema =
+            match tokio::time::timeout(Duration::from_secs(10), source.describe(grant, &ctx)).await
+            {
+                Ok(Ok(text)) => text.chars().take(12_000).collect::<String>(),
+                Ok(Err(_)) | Err(_) => String::from("(the schema could not be read)"),
+            };
+        let tool = ToolDef {
+            name: "run_sql".into(),
+            description: "The one read-only SELECT statement that answers the request, and a short explanation of what it computes.".into(),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "sql": {"type": "string"},
+                    "explanation": {"type": "string"}
+                },
+                "required": ["sql", "explanation"],
+                "additionalProperties": false
+            }),
+        };
+        let request = ModelRequest {
+            system: format!(
+                "You write one read-only SQL statement for a {} database. Use only these tables and columns:\n{schema}\nAnswer by calling run_sql. Limit results to at most 100 rows unless asked otherwise.",
+                offered.kind
+            ),
+            messages: vec![Message::user_text(prompt.to_string())],
+            tools: vec![tool],
+            tool_choice: Some(ToolChoice::Tool { name: "run_sql".into() }),
+            max_tokens: 1_024,
+        };
+        let response = self
+            .engine
+            .model()
+            .complete(&request)
+            .await
+            .map_err(|e| QueryAgentError::Model(e.to_string()))?;
+        let input = response
+            .content
+            .iter()
+            .find_map(|block| match block {
+                ContentBlock::ToolUse { input, .. } => Some(input.clone()),
+                ContentBlock::Text { .. } | ContentBlock::ToolResult { .. } => None,
+            })
+            .ok_or_else(|| QueryAgentError::NoSql("the model did not write a statement".into()))?;
+        let sql = input
+            .get("sql")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| QueryAgentError::NoSql("the model wrote an empty statement".into()))?
+            .to_string();
+        let explanation = input
+            .get("explanation")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let outcome = gate
+            .call(
+                access,
+                dataset,
+                "run_query",
+                &serde_json::json!({ "sql": sql }),
+                &ctx,
+            )
+            .await;
+        let cost = self.engine.model().pricing().cost(&response.usage);
+        let usage = serde_json::json!({
+            "input_tokens": response.usage.input_tokens,
+            "output_tokens": response.usage.output_tokens,
+            "cost_usd": cost,
+        });
+        Ok(match outcome.result {
+            Ok(output) => {
+                let (columns, rows, truncated) = match &output.content {
+                    crate::evidence::Content::Table(t) => (
+                        t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                        serde_json::to_value(t.to_objects()).unwrap_or_default(),
+                        t.truncated,
+                    ),
+                    crate::evidence::Content::Json(v) => (Vec::new(), v.clone(), false),
+                    crate::evidence::Content::Text(t) => (Vec::new(), serde_json::json!(t), false),
+                };
+                serde_json::json!({
+                    "dataset_id": dataset,
+                    "sql": output.statement,
+                    "explanation": explanation,
+                    "columns": columns,
+                    "rows": rows,
+                    "truncated": truncated,
+                    "usage": usage,
+                })
+            }
+            // Refused by the guard or failed in the database: said as the
+            // model would be told, with the statement that was tried.
+            Err(err) => serde_json::json!({
+                "dataset_id": dataset,
+                "sql": sql,
+                "explanation": explanation,
+                "error": err.to_string(),
+                "rows": [],
+                "usage": usage,
+            }),
+        })
     }
 
     /// The system prompt with each granted source summarised (its tables, files…),
