@@ -8,14 +8,15 @@ use std::time::Duration;
 use crate::access::{self, Access, Denial, Principal};
 use crate::config::{self, interpolate::Env, Config, MasterKey};
 use crate::engine::prompt;
+use crate::engine::stored;
 use crate::engine::{
-    Clock, Conversation, Engine, EngineSettings, EventSink, Gate, Outcome, SystemClock,
+    Clock, Conversation, Engine, EngineSettings, EventSink, Gate, Outcome, SessionRepo, SystemClock,
 };
 use crate::llm::anthropic::{AnthropicConfig, AnthropicModel};
 use crate::llm::offline::OfflinePlanner;
 use crate::llm::Model;
 use crate::sources::{BuildContext, CallContext, Registry, Sources};
-use crate::store::Store;
+use crate::store::{SessionRow, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,6 +32,48 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Why a question in a stored session was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("refused: {0}")]
+    Denied(Denial),
+    /// Unknown, or not visible to this principal (the two look the same so
+    /// ids of other squads' sessions do not leak).
+    #[error("no such investigation")]
+    NotFound,
+    #[error("the investigation is busy answering another question")]
+    Busy,
+    #[error("store: {0}")]
+    Store(crate::store::Error),
+}
+
+impl From<stored::Error> for AskError {
+    fn from(err: stored::Error) -> Self {
+        match err {
+            stored::Error::Unknown(_) => AskError::NotFound,
+            stored::Error::Busy(_) => AskError::Busy,
+            stored::Error::Store(e) => AskError::Store(e),
+        }
+    }
+}
+
+/// Why the query agent produced no rows.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryAgentError {
+    #[error("not a SQL source")]
+    NotSql,
+    #[error("{0}")]
+    NoSql(String),
+    #[error("model: {0}")]
+    Model(String),
+}
+
+/// A reader may see a session only if it holds every squad that owns it: the
+/// evidence was gathered with the owners' grants.
+pub fn visible_to(row: &SessionRow, access: &Access) -> bool {
+    row.squads.iter().all(|s| access.squads.contains(s))
+}
+
 /// Which model plans investigations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelChoice {
@@ -42,6 +85,7 @@ pub enum ModelChoice {
 pub struct App {
     pub config: Config,
     pub engine: Engine,
+    pub sessions: SessionRepo,
     system_template: String,
 }
 
@@ -90,9 +134,14 @@ impl App {
         let prompts = config.dir.join("../prompts");
         let system_template =
             prompt::system_template(Some(prompts.as_path()).filter(|p| p.is_dir()));
+        // A lease outlives any question's wall-time budget, so only a dead
+        // holder's lease ever expires; a follow-up waits as long.
+        let ttl = settings.budgets.max_wall * 2 + Duration::from_secs(60);
+        let sessions = SessionRepo::new(gate.store().clone(), ttl, ttl);
         App {
             config,
             engine: Engine::new(gate, model, clock, settings),
+            sessions,
             system_template,
         }
     }
@@ -130,6 +179,191 @@ impl App {
             .engine
             .ask(&access, conversation, system, question, events)
             .await)
+    }
+
+    /// Opens a new stored session owned by `principal`'s squads.
+    pub async fn start_session(
+        &self,
+        principal: &Principal,
+    ) -> std::result::Result<(String, Access), AskError> {
+        let access = self.resolve(principal).map_err(AskError::Denied)?;
+        loop {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            if self
+                .sessions
+                .create(&id, &access.principal, &access.squads)
+                .await?
+            {
+                return Ok((id, access));
+            }
+        }
+    }
+
+    /// The session's header, if `principal` may see it.
+    pub async fn session_for(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> std::result::Result<(SessionRow, Access), AskError> {
+        let access = self.resolve(principal).map_err(AskError::Denied)?;
+        match self.sessions.header(id).await? {
+            Some(row) if visible_to(&row, &access) => Ok((row, access)),
+            Some(_) | None => Err(AskError::NotFound),
+        }
+    }
+
+    /// Answers a question in a stored session (new or follow-up): waits for the
+    /// session's lease, asks, and writes the answer before giving it back.
+    pub async fn ask_in_session(
+        &self,
+        principal: &Principal,
+        id: &str,
+        question: &str,
+        events: &dyn EventSink,
+    ) -> std::result::Result<Outcome, AskError> {
+        let (row, access) = self.session_for(principal, id).await?;
+        let mut lease = self.sessions.lease(id).await?;
+        lease.begin(question).await?;
+        let before = lease.conversation.evidence.len();
+        let outcome = self
+            .ask(principal, &mut lease.conversation, question, events)
+            .await
+            .map_err(AskError::Denied)?;
+        // Usage is charged to the squads that own the session.
+        let squads = if row.squads.is_empty() {
+            access.squads.clone()
+        } else {
+            row.squads.clone()
+        };
+        lease.finish(question, &outcome, before, &squads).await?;
+        Ok(outcome)
+    }
+
+    /// Text-to-SQL over one granted SQL source: Claude writes a statement from
+    /// the source's schema as the grant shows it, and the statement runs
+    /// through the gate like any tool call (guarded, limited, audited).
+    pub async fn query_agent(
+        &self,
+        access: &Access,
+        dataset: &str,
+        prompt: &str,
+    ) -> std::result::Result<serde_json::Value, QueryAgentError> {
+        use crate::llm::{ContentBlock, Message, ModelRequest, ToolChoice, ToolDef};
+        let gate = self.engine.gate();
+        let offered = gate
+            .tools_for(access)
+            .into_iter()
+            .find(|t| t.source == dataset && t.spec.name == "run_query")
+            .ok_or(QueryAgentError::NotSql)?;
+        let (Some(grant), Some(source)) = (access.grant(dataset), gate.sources().get(dataset))
+        else {
+            return Err(QueryAgentError::NotSql);
+        };
+        let ctx = CallContext {
+            session_id: None,
+            timeout: Duration::from_secs(10),
+        };
+        let schema =
+            match tokio::time::timeout(Duration::from_secs(10), source.describe(grant, &ctx)).await
+            {
+                Ok(Ok(text)) => text.chars().take(12_000).collect::<String>(),
+                Ok(Err(_)) | Err(_) => String::from("(the schema could not be read)"),
+            };
+        let tool = ToolDef {
+            name: "run_sql".into(),
+            description: "The one read-only SELECT statement that answers the request, and a short explanation of what it computes.".into(),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "sql": {"type": "string"},
+                    "explanation": {"type": "string"}
+                },
+                "required": ["sql", "explanation"],
+                "additionalProperties": false
+            }),
+        };
+        let request = ModelRequest {
+            system: format!(
+                "You write one read-only SQL statement for a {} database. Use only these tables and columns:\n{schema}\nAnswer by calling run_sql. Limit results to at most 100 rows unless asked otherwise.",
+                offered.kind
+            ),
+            messages: vec![Message::user_text(prompt.to_string())],
+            tools: vec![tool],
+            tool_choice: Some(ToolChoice::Tool { name: "run_sql".into() }),
+            max_tokens: 1_024,
+        };
+        let response = self
+            .engine
+            .model()
+            .complete(&request)
+            .await
+            .map_err(|e| QueryAgentError::Model(e.to_string()))?;
+        let input = response
+            .content
+            .iter()
+            .find_map(|block| match block {
+                ContentBlock::ToolUse { input, .. } => Some(input.clone()),
+                ContentBlock::Text { .. } | ContentBlock::ToolResult { .. } => None,
+            })
+            .ok_or_else(|| QueryAgentError::NoSql("the model did not write a statement".into()))?;
+        let sql = input
+            .get("sql")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| QueryAgentError::NoSql("the model wrote an empty statement".into()))?
+            .to_string();
+        let explanation = input
+            .get("explanation")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let outcome = gate
+            .call(
+                access,
+                dataset,
+                "run_query",
+                &serde_json::json!({ "sql": sql }),
+                &ctx,
+            )
+            .await;
+        let cost = self.engine.model().pricing().cost(&response.usage);
+        let usage = serde_json::json!({
+            "input_tokens": response.usage.input_tokens,
+            "output_tokens": response.usage.output_tokens,
+            "cost_usd": cost,
+        });
+        Ok(match outcome.result {
+            Ok(output) => {
+                let (columns, rows, truncated) = match &output.content {
+                    crate::evidence::Content::Table(t) => (
+                        t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                        serde_json::to_value(t.to_objects()).unwrap_or_default(),
+                        t.truncated,
+                    ),
+                    crate::evidence::Content::Json(v) => (Vec::new(), v.clone(), false),
+                    crate::evidence::Content::Text(t) => (Vec::new(), serde_json::json!(t), false),
+                };
+                serde_json::json!({
+                    "dataset_id": dataset,
+                    "sql": output.statement,
+                    "explanation": explanation,
+                    "columns": columns,
+                    "rows": rows,
+                    "truncated": truncated,
+                    "usage": usage,
+                })
+            }
+            // Refused by the guard or failed in the database: said as the
+            // model would be told, with the statement that was tried.
+            Err(err) => serde_json::json!({
+                "dataset_id": dataset,
+                "sql": sql,
+                "explanation": explanation,
+                "error": err.to_string(),
+                "rows": [],
+                "usage": usage,
+            }),
+        })
     }
 
     /// The system prompt with each granted source summarised (its tables, files…),

@@ -2,6 +2,7 @@
 //! reading their data sources read-only, guarded and audited.
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod chat;
 pub mod config;

@@ -114,6 +114,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Run the HTTP API (and, as they land, the chat transports enabled in config).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "INVESTIGATOR_LISTEN", default_value = "127.0.0.1:8001")]
+        listen: String,
+        /// Use the offline runbook planner even when ANTHROPIC_API_KEY is set.
+        #[arg(long)]
+        offline: bool,
+        /// Requests per minute per API key.
+        #[arg(long, default_value_t = 120)]
+        rate_per_minute: u32,
+        /// Seconds shutdown waits for running investigations before marking them interrupted.
+        #[arg(long, default_value_t = 30)]
+        shutdown_grace: u64,
+    },
+    /// The store: retention.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -143,6 +163,17 @@ enum DemoCommand {
         dir: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Delete sessions (messages, evidence, reports, feedback) not updated for
+    /// the retention period, and old processed chat event ids. The audit log is kept.
+    Prune {
+        /// Retention in days.
+        #[arg(long, env = "INVESTIGATOR_RETENTION_DAYS", default_value_t = 30)]
+        retention_days: u32,
     },
 }
 
@@ -197,6 +228,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("shutting down: finishing running investigations");
 }
 
 fn init_tracing() {
@@ -265,6 +321,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("opening the store {}", cli.store))?;
             audit_command(&store, command).await
+        }
+        Command::Serve {
+            listen,
+            offline,
+            rate_per_minute,
+            shutdown_grace,
+        } => {
+            let app = Arc::new(build_app(&cli.config, &cli.store, offline).await?);
+            let recovered = app
+                .sessions
+                .store()
+                .recover_interrupted(chrono::Utc::now())
+                .await?;
+            if recovered > 0 {
+                eprintln!("{recovered} investigation(s) left running by a previous process are marked interrupted (resume with POST /api/v1/investigations/{{id}}/resume)");
+            }
+            let settings = investigator::api::ApiSettings {
+                per_key_per_minute: rate_per_minute,
+                shutdown_grace: std::time::Duration::from_secs(shutdown_grace),
+                ..investigator::api::ApiSettings::default()
+            };
+            let master = MasterKey::from_env()?;
+            let state = investigator::api::ApiState::new(app, settings, master.as_ref())?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            eprintln!("API listening on http://{}", listener.local_addr()?);
+            investigator::api::serve(listener, state, shutdown_signal()).await?;
+            eprintln!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Prune { retention_days },
+        } => {
+            let store = Store::open(&cli.store)
+                .await
+                .with_context(|| format!("opening the store {}", cli.store))?;
+            let before = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days));
+            let pruned = store.prune(before).await?;
+            println!(
+                "pruned {} session(s) and {} processed event id(s) older than {} day(s)",
+                pruned.sessions, pruned.events, retention_days
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command } => bench::run(command, &cli.config).await,
         Command::Demo {

@@ -141,6 +141,10 @@ impl Engine {
         &self.gate
     }
 
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.model
+    }
+
     pub fn model_name(&self) -> &str {
         self.model.name()
     }

@@ -8,6 +8,7 @@ pub mod investigation;
 pub mod prompt;
 pub mod report;
 pub mod sessions;
+pub mod stored;
 
 pub use driver::{
     Clock, Conversation, Engine, EngineSettings, Event, EventSink, NoEvents, Outcome, SystemClock,
@@ -16,3 +17,4 @@ pub use gate::{CallError, Gate, GateOutcome, OfferedTool};
 pub use investigation::{Budgets, CallOutcome, Investigation, PlannedCall, Setup, Step, ToolRoute};
 pub use report::{Confidence, Findings, Report, ReportKind};
 pub use sessions::{Lease, Sessions};
+pub use stored::{SessionRepo, StoredLease};

@@ -70,7 +70,7 @@ pub struct Findings {
     pub open_questions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportKind {
     /// Submitted through `submit_report` and validated.
@@ -80,7 +80,7 @@ pub enum ReportKind {
 }
 
 /// The end of an investigation, whatever happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub kind: ReportKind,
     pub findings: Option<Findings>,

@@ -2,12 +2,12 @@
 //! human can cite (`E7`), and the compact view the model gets.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Content;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvidenceItem {
     pub id: String,
     pub source: String,
@@ -42,6 +42,12 @@ pub struct EvidenceLog {
 }
 
 impl EvidenceLog {
+    /// Rebuilds a log from stored items, in order, keeping their ids (a session
+    /// loaded from the store continues numbering where it stopped).
+    pub fn from_items(items: Vec<EvidenceItem>) -> Self {
+        EvidenceLog { items }
+    }
+
     pub fn next_id(&self) -> String {
         format!("E{}", self.items.len() + 1)
     }

@@ -6,13 +6,13 @@
 pub mod export;
 pub mod log;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use log::{compact_for_model, EvidenceItem, EvidenceLog};
 
 /// A column of a tabular result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     pub name: String,
     /// The database's own type name (`INT8`, `VARCHAR`, `TIMESTAMPTZ`).
@@ -20,7 +20,7 @@ pub struct Column {
 }
 
 /// Rows as returned by a source, bounded by the source's caps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Value>>,
@@ -138,7 +138,7 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// What a tool call produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Content {
     Table(Table),

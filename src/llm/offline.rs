@@ -6,6 +6,9 @@
 //! It sees exactly what a real model sees — the offered tools and the compact
 //! evidence in the conversation — so it can reach nothing the principal cannot.
 
+/// The offline planner's model name, so callers can tell it from Claude.
+pub const OFFLINE_MODEL_NAME: &str = "offline-runbooks";
+
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -676,7 +679,7 @@ fn traffic_shift(evidence: &[&Seen], onset: DateTime<Utc>) -> Option<(String, f6
 #[async_trait]
 impl Model for OfflinePlanner {
     fn name(&self) -> &str {
-        "offline-runbooks"
+        OFFLINE_MODEL_NAME
     }
 
     fn pricing(&self) -> Pricing {

@@ -1,11 +1,16 @@
-//! Persistent state: the hash-chained audit log (and, later, sessions etc.).
+//! Persistent state: the hash-chained audit log, sessions (messages, evidence,
+//! reports), usage per squad and day, processed chat events and feedback.
 //!
 //! SQLite today; PostgreSQL is planned with the same schema, so the SQL here
 //! stays portable where that is cheap (TEXT RFC 3339 timestamps, INTEGER ids).
 
 pub mod audit;
+pub mod sessions;
 
 pub use audit::{audit_line, AuditEntry, AuditFilter, AuditRecord, AuditVerification, Verdict};
+pub use sessions::{
+    LeaseOutcome, NewReport, Pruned, SessionRow, SessionStatus, StoredReport, UsageRow,
+};
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -56,6 +61,11 @@ pub enum Error {
         location: String,
         error: sqlx::Error,
     },
+
+    /// Another holder took the session's lease (ours expired): what we were
+    /// about to write is dropped rather than overwrite theirs.
+    #[error("store {location}: the lease on session {session} was lost")]
+    LeaseLost { location: String, session: String },
 
     /// A row that cannot be decoded (bad timestamp, unknown verdict, ...):
     /// someone wrote to the file behind our back.
@@ -229,11 +239,18 @@ fn migrations() -> Vec<Migration> {
             false,
         )
     };
-    vec![sql(
-        1,
-        "audit",
-        include_str!("../../migrations/sqlite/0001_audit.sql"),
-    )]
+    vec![
+        sql(
+            1,
+            "audit",
+            include_str!("../../migrations/sqlite/0001_audit.sql"),
+        ),
+        sql(
+            2,
+            "sessions",
+            include_str!("../../migrations/sqlite/0002_sessions.sql"),
+        ),
+    ]
 }
 
 /// `MigrationSource` is sqlx's public way to build a `Migrator` at runtime;

@@ -1,3 +1,4 @@
+mod api;
 mod cli;
 mod common;
 mod corpus;
@@ -9,3 +10,4 @@ mod logfile;
 mod sql_mysql;
 mod sql_postgres;
 mod sql_sqlite;
+mod store_sessions;
