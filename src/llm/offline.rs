@@ -175,6 +175,78 @@ impl OfflinePlanner {
     }
 }
 
+/// "show me E2 by hour": the same filters as evidence E2, counted over time in the
+/// asked bucket, on the same source. None when the question is not of that form or
+/// the source cannot count over time.
+fn regroup(question: &str, request: &ModelRequest) -> Option<Vec<ContentBlock>> {
+    let id = Regex::new(r"(?i)\b(E\d+)\b")
+        .ok()?
+        .captures(question)?
+        .get(1)?
+        .as_str()
+        .to_ascii_uppercase();
+    let unit = Regex::new(r"(?i)\bby\s+(?:the\s+)?(minute|5\s*min\w*|15\s*min\w*|hour|day)")
+        .ok()?
+        .captures(question)?
+        .get(1)?
+        .as_str()
+        .to_ascii_lowercase();
+    let bucket = match unit.as_str() {
+        "minute" => "1m",
+        "hour" => "1h",
+        "day" => "1d",
+        u if u.starts_with('5') => "5m",
+        _ => "15m",
+    };
+    let messages = &request.messages;
+    let tool_use_id = messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .find_map(|b| match b {
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } if content.starts_with(&format!("[{id}]")) => Some(tool_use_id.clone()),
+            ContentBlock::ToolResult { .. }
+            | ContentBlock::Text { .. }
+            | ContentBlock::ToolUse { .. } => None,
+        })?;
+    let (name, input) = messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .find_map(|b| match b {
+            ContentBlock::ToolUse { id, name, input } if *id == tool_use_id => {
+                Some((name.clone(), input.clone()))
+            }
+            ContentBlock::ToolUse { .. }
+            | ContentBlock::Text { .. }
+            | ContentBlock::ToolResult { .. } => None,
+        })?;
+    let (source, _) = name.rsplit_once("__")?;
+    let target = format!("{source}__count_over_time");
+    if !request.tools.iter().any(|t| t.name == target) {
+        return None;
+    }
+    let mut args = Map::new();
+    for key in ["start", "end", "level", "service", "text"] {
+        if let Some(value) = input.get(key) {
+            args.insert(key.to_string(), value.clone());
+        }
+    }
+    args.insert("bucket".into(), Value::String(bucket.into()));
+    Some(vec![
+        ContentBlock::Text {
+            text: format!("Counting the lines of {id} per {unit}."),
+        },
+        ContentBlock::ToolUse {
+            id: format!("regroup_{}", messages.len()),
+            name: target,
+            input: Value::Object(args),
+        },
+    ])
+}
+
 /// A service named in the question, if it matches something the tools mention.
 fn mentioned_service(question: &str, _offered: &[&str]) -> Option<String> {
     let re = Regex::new(r"\b([a-z][a-z0-9]*-(?:service|api|svc|worker|gateway))\b").ok()?;
@@ -544,6 +616,30 @@ fn synthesize(evidence: &[Seen]) -> Value {
             timeline.push(json!({"time": hhmm(t), "event": format!("error peak: {n:.0} per bucket"), "evidence": [s.id]}));
         }
     }
+    // Further series (a follow-up's regrouping, e.g. per hour): their busiest buckets.
+    for other in usable
+        .iter()
+        .filter(|e| e.tool == "count_over_time" && series.is_some_and(|s| s.id != e.id))
+    {
+        let (ti, ci) = (
+            other.col(&["bucket_start", "bucket", "time"]),
+            other.col(&["count", "errors"]),
+        );
+        let mut points: Vec<(DateTime<Utc>, f64)> = other
+            .rows
+            .iter()
+            .filter_map(|r| Some((parse_time(r.get(ti?)?)?, number_of(r, ci))))
+            .collect();
+        points.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if let Some((t, _)) = points.first() {
+            let busiest: Vec<String> = points
+                .iter()
+                .take(3)
+                .map(|(t, n)| format!("{} ({n:.0})", hhmm(*t)))
+                .collect();
+            timeline.push(json!({"time": hhmm(*t), "event": format!("busiest buckets in {}: {}", other.id, busiest.join(", ")), "evidence": [other.id]}));
+        }
+    }
     if let (
         Some(PatternRow {
             pattern,
@@ -717,6 +813,13 @@ impl Model for OfflinePlanner {
             });
         let planning = !forced_report && (!has_results || after_report) && question.is_some();
         if planning {
+            if let Some(blocks) = question.as_deref().and_then(|q| regroup(q, request)) {
+                return Ok(ModelResponse {
+                    content: blocks,
+                    stop_reason: StopReason::ToolUse,
+                    usage: Usage::default(),
+                });
+            }
             let blocks = self.plan(question.as_deref().unwrap_or_default(), request);
             if !blocks.is_empty() {
                 return Ok(ModelResponse {
@@ -726,34 +829,18 @@ impl Model for OfflinePlanner {
                 });
             }
         }
-        // Synthesis over the evidence of this question (after the last question text).
-        let start = request
-            .messages
-            .iter()
-            .rposition(|m| m.role == Role::User && m.content.iter().any(|b| matches!(b, ContentBlock::Text { text } if !text.starts_with("Budget reached") && !text.starts_with("Please call submit_report"))))
-            .unwrap_or(0);
-        let evidence: Vec<Seen> = request.messages[start..]
-            .iter()
-            .flat_map(|m| m.content.iter())
-            .filter_map(|b| match b {
-                ContentBlock::ToolResult { content, .. } => parse_evidence(content),
-                ContentBlock::Text { .. } | ContentBlock::ToolUse { .. } => None,
-            })
-            .collect();
-        let evidence = if evidence.is_empty() {
-            // A follow-up with no new calls: reason over everything seen so far.
-            request
-                .messages
-                .iter()
-                .flat_map(|m| m.content.iter())
-                .filter_map(|b| match b {
-                    ContentBlock::ToolResult { content, .. } => parse_evidence(content),
-                    ContentBlock::Text { .. } | ContentBlock::ToolUse { .. } => None,
-                })
-                .collect()
-        } else {
-            evidence
-        };
+        // Synthesis over everything seen in the thread: a follow-up's new evidence
+        // adds to what earlier questions found.
+        let mut evidence: Vec<Seen> = Vec::new();
+        for block in request.messages.iter().flat_map(|m| m.content.iter()) {
+            if let ContentBlock::ToolResult { content, .. } = block {
+                if let Some(seen) = parse_evidence(content) {
+                    if !evidence.iter().any(|e| e.id == seen.id) {
+                        evidence.push(seen);
+                    }
+                }
+            }
+        }
         if evidence.iter().all(|e| e.failed) {
             return Ok(ModelResponse {
                 content: vec![ContentBlock::Text {

@@ -286,3 +286,53 @@ async fn unknown_users_and_foreign_channels_are_refused_before_any_model_call() 
     assert_eq!(audit.len(), 2, "refusals are audited");
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn offline_follow_up_regroups_earlier_evidence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store.db");
+    let app = App::build(
+        demo_dir(),
+        &store.display().to_string(),
+        ModelChoice::Offline,
+        &ProcessEnv,
+    )
+    .await
+    .expect("app");
+    let mut conversation = Conversation {
+        id: "follow".into(),
+        ..Conversation::default()
+    };
+    let first = app
+        .ask(
+            &demo_principal(),
+            &mut conversation,
+            "why is checkout erroring?",
+            &NoEvents,
+        )
+        .await
+        .expect("allowed");
+    assert_eq!(first.new_evidence.len(), 5);
+    let second = app
+        .ask(
+            &demo_principal(),
+            &mut conversation,
+            "show me E2 by hour",
+            &NoEvents,
+        )
+        .await
+        .expect("allowed");
+    assert_eq!(second.new_evidence, vec!["E6"]);
+    let e6 = conversation.evidence.get("E6").expect("E6");
+    assert_eq!(e6.tool, "count_over_time");
+    assert_eq!(e6.arguments["bucket"], json!("1h"));
+    assert_eq!(
+        e6.arguments["level"],
+        conversation.evidence.get("E2").expect("E2").arguments["level"]
+    );
+    assert!(
+        second.report.cited.contains(&"E6".to_string()),
+        "{:?}",
+        second.report.cited
+    );
+}
