@@ -134,6 +134,11 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Log tools.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -175,6 +180,13 @@ enum StoreCommand {
         #[arg(long, env = "INVESTIGATOR_RETENTION_DAYS", default_value_t = 30)]
         retention_days: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// One `<pattern id>\t<pattern>` line per input line (each line a message),
+    /// `<*>` for each parameter; the parse time goes to stderr.
+    Templates { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +378,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Logs {
+            command: LogsCommand::Templates { file },
+        } => log_templates(&file),
         Command::Bench { command } => bench::run(command, &cli.config).await,
         Command::Demo {
             command: Some(command),
@@ -399,6 +414,35 @@ async fn demo_command(command: DemoCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn log_templates(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use investigator::evidence::patterns::{templates_for_lines, DrainConfig};
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let body = data.strip_suffix(b"\n").unwrap_or(&data);
+    let lines: Vec<String> = if data.is_empty() {
+        Vec::new()
+    } else {
+        body.split(|&b| b == b'\n')
+            .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+            .collect()
+    };
+    let count = lines.len();
+    let started = std::time::Instant::now();
+    let templates = templates_for_lines(lines.into_iter(), &DrainConfig::default());
+    let seconds = started.elapsed().as_secs_f64();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    for (id, template) in &templates {
+        writeln!(out, "{id}\t{template}")?;
+    }
+    out.flush()?;
+    let groups = templates
+        .iter()
+        .map(|(id, _)| *id)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    eprintln!("templates: lines={count} groups={groups} parse_seconds={seconds:.6}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(dir: &std::path::Path) -> anyhow::Result<Config> {

@@ -5,6 +5,7 @@
 
 pub mod export;
 pub mod log;
+pub mod patterns;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

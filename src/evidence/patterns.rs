@@ -1,21 +1,29 @@
 //! Log template mining (Drain: He et al., "Drain: An Online Log Parsing Approach with
-//! Fixed Depth Tree", ICWS 2017), so that millions of raw log lines compact into a few
-//! hundred templates with counts, time ranges, examples and parameter samples.
+//! Fixed Depth Tree", ICWS 2017, as in drain3), so that millions of raw log lines compact
+//! into a few hundred templates with counts, time ranges, examples and parameter samples.
 //!
-//! Lines are tokenised on whitespace, and every token is masked by a hand-written scanner
-//! (numbers, ids, IPs, host:port, hex, UUIDs, durations, timestamps, paths, e-mails) before
-//! it reaches the parse tree: the tree's first layer is the token count, the next layers
-//! the first few tokens that held no variable part, and its leaves hold groups. A line
-//! joins the most similar group of its leaf when the similarity reaches the threshold,
-//! and the positions where they differ become `<*>` in the group's template.
+//! Lines are split on whitespace (a `[...]` holding spaces stays one token: thread names
+//! and lists must not change the token count) and every token is masked by a hand-written
+//! scanner, not a regex set: numbers, ids (`blk_<*>`), IPv4/IPv6, host:port, hex, UUIDs,
+//! durations, timestamps and dates, node names, paths, e-mails, optionally quoted strings.
+//! The parse tree's first layer is the token count, the next `depth - 1` layers the first
+//! tokens that held nothing variable, and its leaves hold groups. A line joins the most
+//! similar group of its leaf when the similarity reaches the threshold, and the positions
+//! where they differ become `<*>` in the group's template.
+//!
+//! Whole raw lines work too (no header stripping): masked header fields, log levels and
+//! the tree keys (mostly the header's constants) are left out of the similarity, so that
+//! `<*> <*> INFO dfs.DataNode: <message>` headers do not make unrelated messages similar.
 //!
 //! Hot path: one pass over the bytes per line into reused buffers, tokens compared as
-//! 64-bit hashes, and an exact-template hash lookup before the tree is searched.
+//! 64-bit hashes, and an exact-template lookup before the tree is searched. Memory is
+//! bounded: `max_groups` groups (then one overflow group), `max_tokens` tokens of
+//! `max_token_bytes` bytes per line, capped examples and parameter samples.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a parameter is written in templates.
 pub const WILDCARD: &str = "<*>";
@@ -23,14 +31,20 @@ pub const WILDCARD: &str = "<*>";
 /// Template of the group that takes the lines arriving after `max_groups` was reached.
 pub const OVERFLOW_TEMPLATE: &str = "<overflow: group cap reached>";
 
-/// Settings of the miner. `Default` is the one setting used for every log source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Settings of the miner. `Default` is the one setting used for every log source (tuned
+/// once on the eight labelled Loghub-2k systems, see BENCHMARKS.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DrainConfig {
     /// Layers of the parse tree under its root, leaves excluded: the token-count layer
-    /// plus `depth - 1` layers keyed by the first tokens without a variable part.
+    /// plus `depth - 1` layers keyed by the first tokens without a variable part (4: the
+    /// first three such words). More layers split events on variable words (a user name
+    /// early in a message); fewer let header constants dominate a leaf.
     pub depth: usize,
-    /// A line joins a group when the share of the group's constant tokens it matches
-    /// (positions where both are parameters left out) is at least this.
+    /// A line joins a group when it matches at least this share of the group's template
+    /// positions that tell something (see `similarity`: keys, levels and parameter against
+    /// parameter are left out). Not drain3's scale: there every masked token counts.
+    /// 0.5: a line of two telling words, one different, still joins.
     pub similarity: f64,
     /// Children per tree node; tokens beyond it share a `<*>` child.
     pub max_children: usize,
@@ -112,7 +126,8 @@ pub struct Drain {
     config: DrainConfig,
     similarity: f64,
     key_layers: usize,
-    separators: [bool; 256],
+    /// Byte classes of this configuration: 0 for token separators.
+    classes: [u8; 256],
     /// Extra delimiters outside ASCII, replaced by spaces before tokenising (slow path).
     wide_separators: Vec<char>,
     /// Root children by token count.
@@ -205,14 +220,14 @@ struct Run {
 
 impl Drain {
     pub fn new(config: DrainConfig) -> Self {
-        let mut separators = [false; 256];
+        let mut classes = CLASSES;
         for b in [b' ', b'\t', b'\n', b'\r', 0x0b, 0x0c] {
-            separators[usize::from(b)] = true;
+            classes[usize::from(b)] = 0;
         }
         let mut wide_separators = Vec::new();
         for &c in &config.extra_delimiters {
             if c.is_ascii() {
-                separators[c as usize] = true;
+                classes[c as usize] = 0;
             } else {
                 wide_separators.push(c);
             }
@@ -225,7 +240,7 @@ impl Drain {
         Drain {
             key_layers: config.depth.saturating_sub(1),
             similarity,
-            separators,
+            classes,
             wide_separators,
             by_length: HashMap::default(),
             nodes: Vec::new(),
@@ -244,6 +259,8 @@ impl Drain {
     }
 
     /// Adds one message (the log line's message part), returns the group id it joined.
+    /// Ids stay valid: when two groups' templates become equal they merge, and
+    /// [`Drain::resolve`] (used by `template`) maps the old id to the surviving one.
     pub fn add(&mut self, message: &str) -> usize {
         self.add_inner(message, None, None)
     }
@@ -328,13 +345,31 @@ impl Drain {
 
     fn add_inner(&mut self, message: &str, at: Option<i64>, example: Option<&str>) -> usize {
         if self.wide_separators.is_empty() {
-            tokenize(&self.config, self.key_layers, &self.separators, message, &mut self.line);
+            tokenize(
+                &self.config,
+                self.key_layers,
+                &self.classes,
+                message,
+                &mut self.line,
+            );
             return self.place(message, at, example);
         }
         let mut widened = std::mem::take(&mut self.line.widened);
         widened.clear();
-        widened.extend(message.chars().map(|c| if self.wide_separators.contains(&c) { ' ' } else { c }));
-        tokenize(&self.config, self.key_layers, &self.separators, &widened, &mut self.line);
+        widened.extend(message.chars().map(|c| {
+            if self.wide_separators.contains(&c) {
+                ' '
+            } else {
+                c
+            }
+        }));
+        tokenize(
+            &self.config,
+            self.key_layers,
+            &self.classes,
+            &widened,
+            &mut self.line,
+        );
         let id = self.place(&widened, at, example);
         self.line.widened = widened;
         id
@@ -365,13 +400,7 @@ impl Drain {
     /// Tree search: the leaf for the line's length and keys, then its most similar group.
     fn search(&self) -> Option<u32> {
         let line = &self.line;
-        let n = line.hashes.len();
-        self.search_leaf(n)
-    }
-
-    fn search_leaf(&self, n: usize) -> Option<u32> {
-        let line = &self.line;
-        let mut node = *self.by_length.get(&n)?;
+        let mut node = *self.by_length.get(&line.hashes.len())?;
         for key in line.keys.iter().take(self.key_layers) {
             let here = &self.nodes[node as usize];
             node = match here.children.get(key) {
@@ -381,7 +410,8 @@ impl Drain {
         }
         let mut best: Option<(f64, usize, u32)> = None;
         for &g in &self.nodes[node as usize].groups {
-            let (sim, params) = similarity(&self.groups[g as usize].tokens, &line.hashes, Some(&line.skip));
+            let (sim, params) =
+                similarity(&self.groups[g as usize].tokens, &line.hashes, &line.skip);
             if better(best, sim, params) {
                 best = Some((sim, params, g));
             }
@@ -522,7 +552,10 @@ impl Drain {
             self.by_template.remove(&old_hash);
         }
         match self.by_template.get(&new_hash).copied() {
-            Some(other) if other != g && self.groups[other as usize].tokens == self.groups[g as usize].tokens => {
+            Some(other)
+                if other != g
+                    && self.groups[other as usize].tokens == self.groups[g as usize].tokens =>
+            {
                 let (keep, gone) = if other < g { (other, g) } else { (g, other) };
                 self.merge(keep, gone);
                 self.by_template.insert(new_hash, keep);
@@ -586,7 +619,9 @@ impl Drain {
         }
         if let Some(e) = example {
             if group.examples.len() < config.max_examples {
-                group.examples.push(truncate(e, config.max_example_bytes).to_string());
+                group
+                    .examples
+                    .push(truncate(e, config.max_example_bytes).to_string());
             }
         }
         if config.track_parameters {
@@ -643,39 +678,49 @@ impl ParamStats {
 
 /// What `investigator logs templates <file>` writes: for every input line, the id of its
 /// group and that group's FINAL template (the whole input is read first).
-pub fn templates_for_lines(lines: impl Iterator<Item = String>, config: &DrainConfig) -> Vec<(usize, String)> {
+pub fn templates_for_lines(
+    lines: impl Iterator<Item = String>,
+    config: &DrainConfig,
+) -> Vec<(usize, String)> {
     let mut config = config.clone();
     // Only ids and templates are wanted: skip the per-line bookkeeping.
     config.track_parameters = false;
     config.max_examples = 0;
     let mut drain = Drain::new(config);
     let assigned: Vec<u32> = lines.map(|line| drain.add(&line) as u32).collect();
-    let mut cache: HashMap<u32, (usize, String), IdBuild> = HashMap::default();
+    // One resolved id and template per group, cloned per line.
+    let mut finals: Vec<Option<(usize, String)>> = vec![None; drain.groups.len()];
     assigned
         .into_iter()
         .map(|g| {
-            cache
-                .entry(g)
-                .or_insert_with(|| {
+            let slot = finals.get_mut(g as usize);
+            match slot {
+                Some(Some(done)) => done.clone(),
+                Some(empty) => {
                     let id = drain.resolve(g as usize);
-                    (id, drain.template(id))
-                })
-                .clone()
+                    let done = (id, drain.template(id));
+                    *empty = Some(done.clone());
+                    done
+                }
+                None => (g as usize, String::new()),
+            }
         })
         .collect()
 }
 
-/// Share of the positions that tell something where the line matches the template.
-/// Equal tokens match (`ntpd[<*>]:` too), except bare `<*>`; a bare `<*>` against a token
-/// holding a parameter (`tbird-<*>`) tells nothing; a template `<*>`
-/// against a constant counts against, as in Drain, so that `<*>`s do not attract lines.
-fn similarity(template: &[u64], line: &[u64], skip: Option<&[bool]>) -> (f64, usize) {
+/// Share of the positions that tell something where the line matches the template, and
+/// the template's parameters there. Tell nothing: the tree keys (equal by construction,
+/// and in whole raw lines mostly the header's constants), log levels, bare `<*>` against
+/// bare `<*>` or against a token holding a parameter (`tbird-<*>`). Equal tokens match
+/// (`ntpd[<*>]:` too); a template `<*>` against a constant counts against, as in Drain,
+/// so that templates full of `<*>` do not attract every line.
+fn similarity(template: &[u64], line: &[u64], skip: &[bool]) -> (f64, usize) {
     let wild = wildcard_hash();
     let mut matched = 0usize;
     let mut neutral = 0usize;
     let mut params = 0usize;
-    for (i, (&t, &l)) in template.iter().zip(line).enumerate() {
-        if skip.is_some_and(|s| s.get(i) == Some(&true)) || (t | l) & LEVEL_BIT != 0 {
+    for ((&t, &l), &skip) in template.iter().zip(line).zip(skip) {
+        if skip || (t | l) & LEVEL_BIT != 0 {
             neutral += 1;
         } else if t == l {
             if t == wild {
@@ -734,14 +779,15 @@ impl Kind {
 // Byte classes, OR-ed over a token while finding its end, so that most tokens are
 // classified without another pass.
 const C_DIGIT: u8 = 1;
-const C_LOWER: u8 = 2;
+/// Letters, and non-ASCII bytes (parts of letters as far as masking goes).
+const C_ALPHA: u8 = 2;
 const C_SLASH: u8 = 4;
 const C_AT: u8 = 8;
 const C_COLON: u8 = 16;
 const C_QUOTE: u8 = 32;
 /// Joiners other than `:` and `/` (see `is_joiner`).
 const C_JOIN: u8 = 64;
-/// Upper case, other punctuation, non-ASCII.
+/// Other punctuation and control bytes.
 const C_OTHER: u8 = 128;
 
 const CLASSES: [u8; 256] = {
@@ -751,8 +797,8 @@ const CLASSES: [u8; 256] = {
         let c = b as u8;
         t[b] = if c.is_ascii_digit() {
             C_DIGIT
-        } else if c.is_ascii_lowercase() {
-            C_LOWER
+        } else if c.is_ascii_alphabetic() || c >= 0x80 {
+            C_ALPHA
         } else if c == b'/' || c == b'\\' {
             C_SLASH
         } else if c == b'@' {
@@ -771,7 +817,13 @@ const CLASSES: [u8; 256] = {
     t
 };
 
-fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], source: &str, line: &mut Line) {
+fn tokenize(
+    config: &DrainConfig,
+    key_layers: usize,
+    classes: &[u8; 256],
+    source: &str,
+    line: &mut Line,
+) {
     line.tokens.clear();
     line.masked.clear();
     line.hashes.clear();
@@ -780,7 +832,7 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
     let max_tokens = config.max_tokens.max(1);
     let mut i = 0;
     while i < bytes.len() {
-        while i < bytes.len() && separators[usize::from(bytes[i])] {
+        while i < bytes.len() && classes[usize::from(bytes[i])] == 0 {
             i += 1;
         }
         if i >= bytes.len() {
@@ -790,20 +842,24 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
         if line.tokens.len() + 1 == max_tokens {
             // The rest of an over-long line is one parameter.
             let mut end = bytes.len();
-            while end > start && separators[usize::from(bytes[end - 1])] {
+            while end > start && classes[usize::from(bytes[end - 1])] == 0 {
                 end -= 1;
             }
             push_wild(line, start, end);
             break;
         }
-        let group = group_end(bytes, start, separators);
+        let group = group_end(bytes, start, classes);
         let mut end = start;
-        let mut classes = 0u8;
+        let mut seen = 0u8;
         match group {
             Some(group_end) => end = group_end,
             None => {
-                while end < bytes.len() && !separators[usize::from(bytes[end])] {
-                    classes |= CLASSES[usize::from(bytes[end])];
+                while let Some(&b) = bytes.get(end) {
+                    let class = classes[usize::from(b)];
+                    if class == 0 {
+                        break;
+                    }
+                    seen |= class;
                     end += 1;
                 }
             }
@@ -813,12 +869,22 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
             push_wild(line, start, end);
             continue;
         }
-        let token = if group.is_some() {
-            mask_group(bytes, start, end, config.mask_quoted, separators, line)
+        if group.is_some() {
+            let token = mask_group(bytes, start, end, config.mask_quoted, classes, line);
+            line.tokens.push(token);
         } else {
-            mask_token(bytes, start, end, classes, config.mask_quoted, &mut line.masked, &mut line.runs)
-        };
-        line.tokens.push(token);
+            let out = &mut line.masked;
+            mask_token(
+                bytes,
+                start,
+                end,
+                seen,
+                config.mask_quoted,
+                out,
+                &mut line.runs,
+                &mut line.tokens,
+            );
+        }
     }
     mask_dates(bytes, &mut line.tokens, &mut line.masked);
     line.skip.clear();
@@ -829,7 +895,9 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
         }
         let hash = t.kind.hash(text);
         line.hashes.push(hash);
-        let key = t.kind == Kind::Plain && line.keys.len() < key_layers;
+        // Bracketed words (`[main]`, thread names) vary within one event: not keys.
+        let key =
+            t.kind == Kind::Plain && text.first() != Some(&b'[') && line.keys.len() < key_layers;
         if key {
             line.keys.push(hash);
         }
@@ -838,11 +906,11 @@ fn tokenize(config: &DrainConfig, key_layers: usize, separators: &[bool; 256], s
 }
 
 /// Bytes a bracketed group may span.
-const MAX_GROUP_BYTES: usize = 128;
+const MAX_GROUP_BYTES: usize = 256;
 
 /// A `[...]` holding whitespace is one token (`[IPC Server handler 19 on 62270]`), so that
 /// thread names and bracketed lists do not change the token count; returns its end.
-fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usize> {
+fn group_end(bytes: &[u8], start: usize, classes: &[u8; 256]) -> Option<usize> {
     if bytes[start] != b'[' {
         return None;
     }
@@ -859,13 +927,13 @@ fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usi
                         return None;
                     }
                     let mut end = j + 1;
-                    while end < bytes.len() && !separators[usize::from(bytes[end])] {
+                    while end < bytes.len() && classes[usize::from(bytes[end])] != 0 {
                         end += 1;
                     }
                     return Some(end);
                 }
             }
-            b => spaced |= separators[usize::from(b)],
+            b => spaced |= classes[usize::from(b)] == 0,
         }
     }
     None
@@ -873,46 +941,63 @@ fn group_end(bytes: &[u8], start: usize, separators: &[bool; 256]) -> Option<usi
 
 /// Masks the parts of a bracketed group one by one, joined by single spaces, with runs
 /// of `<*>` parts collapsed (`[TERM, HUP, INT]` stays, `[10.30 16:49:06]` gives `[<*>]`).
-fn mask_group(bytes: &[u8], start: usize, end: usize, mask_quoted: bool, separators: &[bool; 256], line: &mut Line) -> Token {
+fn mask_group(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    mask_quoted: bool,
+    classes: &[u8; 256],
+    line: &mut Line,
+) -> Token {
     let mut parts = std::mem::take(&mut line.parts);
     let mut tokens = std::mem::take(&mut line.part_tokens);
     parts.clear();
     tokens.clear();
     let mut i = start;
     while i < end {
-        while i < end && separators[usize::from(bytes[i])] {
+        while i < end && classes[usize::from(bytes[i])] == 0 {
             i += 1;
         }
         let part = i;
-        let mut classes = 0u8;
-        while i < end && !separators[usize::from(bytes[i])] {
-            classes |= CLASSES[usize::from(bytes[i])];
+        let mut seen = 0u8;
+        while i < end && classes[usize::from(bytes[i])] != 0 {
+            seen |= classes[usize::from(bytes[i])];
             i += 1;
         }
         if part == i {
             break;
         }
-        tokens.push(mask_token(bytes, part, i, classes, mask_quoted, &mut parts, &mut line.runs));
+        mask_token(
+            bytes,
+            part,
+            i,
+            seen,
+            mask_quoted,
+            &mut parts,
+            &mut line.runs,
+            &mut tokens,
+        );
     }
     mask_dates(bytes, &mut tokens, &mut parts);
     let out_start = line.masked.len();
-    let mut prev_wild = false;
     let mut kind = Kind::Plain;
     for (k, t) in tokens.iter().enumerate() {
         let text = t.text(bytes, &parts);
-        let wild = text == WILDCARD.as_bytes();
-        if wild && prev_wild {
-            continue;
+        let out = &mut line.masked;
+        if k > 0 && out.ends_with(WILDCARD.as_bytes()) && text.starts_with(WILDCARD.as_bytes()) {
+            // `[<*>` `<*>` `<*>]` -> `[<*>]`.
+            out.extend_from_slice(&text[WILDCARD.len()..]);
+        } else {
+            if k > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(text);
         }
-        if k > 0 {
-            line.masked.push(b' ');
-        }
-        line.masked.extend_from_slice(text);
-        prev_wild = wild;
-        kind = match (kind, t.kind) {
-            (Kind::Param, _) | (_, Kind::Param) => Kind::Param,
-            (Kind::Word, _) | (_, Kind::Word) | (_, Kind::Level) | (Kind::Level, _) => Kind::Word,
-            (Kind::Plain, Kind::Plain) => Kind::Plain,
+        // A group holding a parameter is a parameter; one of plain words may key the tree.
+        kind = match t.kind {
+            Kind::Param => Kind::Param,
+            Kind::Word | Kind::Level if kind != Kind::Param => Kind::Word,
+            Kind::Word | Kind::Level | Kind::Plain => kind,
         };
     }
     line.parts = parts;
@@ -940,8 +1025,8 @@ fn push_wild(line: &mut Line, start: usize, end: usize) {
 /// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`).
 fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
     const NAMES: [&[u8]; 19] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec", b"Mon",
-        b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
     ];
     for k in (0..tokens.len().saturating_sub(1)).rev() {
         let t = tokens[k];
@@ -949,8 +1034,13 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
         if t.kind != Kind::Plain || !(3..=5).contains(&len) || tokens[k + 1].kind != Kind::Param {
             continue;
         }
-        let (_, next, _) = strip_wrapping(tokens[k + 1].text(source, masked));
-        if !next.starts_with(WILDCARD.as_bytes()) {
+        // The next token starts with a masked number (`3`, `04:47:44`, `[10.30`).
+        let next = tokens[k + 1].text(source, masked);
+        let skip = next
+            .iter()
+            .take_while(|&&b| matches!(b, b'(' | b'[' | b'{' | b'"' | b'\''))
+            .count();
+        if !next[skip..].starts_with(WILDCARD.as_bytes()) {
             continue;
         }
         let (lead, core, trail) = strip_wrapping(t.text(source, masked));
@@ -972,10 +1062,25 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
 /// `INFO`, `WARN`, `[error]`, `<notice>`: upper case alone, any case when bracketed.
 fn is_level(token: &[u8]) -> bool {
     const LEVELS: [&[u8]; 15] = [
-        b"TRACE", b"DEBUG", b"INFO", b"NOTICE", b"WARN", b"WARNING", b"ERROR", b"ERR", b"SEVERE", b"CRIT",
-        b"CRITICAL", b"ALERT", b"EMERG", b"FATAL", b"PANIC",
+        b"TRACE",
+        b"DEBUG",
+        b"INFO",
+        b"NOTICE",
+        b"WARN",
+        b"WARNING",
+        b"ERROR",
+        b"ERR",
+        b"SEVERE",
+        b"CRIT",
+        b"CRITICAL",
+        b"ALERT",
+        b"EMERG",
+        b"FATAL",
+        b"PANIC",
     ];
-    if token.len() < 3 || token.len() > 10 {
+    // Cheap rejects first: this runs on every plain token.
+    if token.len() < 3 || token.len() > 10 || !matches!(token[0], b'A'..=b'Z' | b'[' | b'<' | b'(')
+    {
         return false;
     }
     let (lead, core, trail) = strip_wrapping(token);
@@ -992,7 +1097,7 @@ fn is_level(token: &[u8]) -> bool {
 }
 
 fn is_alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+    CLASSES[usize::from(b)] & (C_DIGIT | C_ALPHA) != 0
 }
 
 /// Punctuation that joins the parts of one value (`10.0.0.1:80`, `2005-06-03-15.42.50`).
@@ -1002,37 +1107,78 @@ fn is_joiner(b: u8) -> bool {
 
 /// Masks `source[start..end]` (its byte classes OR-ed in `classes`), writing to `out` only
 /// what differs from the raw token.
-fn mask_token(source: &[u8], start: usize, end: usize, classes: u8, mask_quoted: bool, out: &mut Vec<u8>, runs: &mut Vec<Run>) -> Token {
+#[allow(clippy::too_many_arguments)]
+fn mask_token(
+    source: &[u8],
+    start: usize,
+    end: usize,
+    classes: u8,
+    mask_quoted: bool,
+    out: &mut Vec<u8>,
+    runs: &mut Vec<Run>,
+    tokens: &mut Vec<Token>,
+) {
+    // Built in place: returning the token by value and pushing it made a store-forwarding
+    // stall per token.
+    let token = mask_token_inner(source, start, end, classes, mask_quoted, out, runs);
+    tokens.push(token);
+}
+
+#[inline(always)]
+fn mask_token_inner(
+    source: &[u8],
+    start: usize,
+    end: usize,
+    classes: u8,
+    mask_quoted: bool,
+    out: &mut Vec<u8>,
+    runs: &mut Vec<Run>,
+) -> Token {
     let token = &source[start..end];
     let raw = (start as u32, end as u32);
-    let verbatim = |kind| Token { raw, text: raw, in_masked: false, kind };
+    let verbatim = |kind| Token {
+        raw,
+        text: raw,
+        in_masked: false,
+        kind,
+    };
     let quoted = mask_quoted && classes & C_QUOTE != 0 && is_quoted(token);
-    if classes & (C_DIGIT | C_SLASH | C_AT) == 0 && !quoted {
+    if classes & (C_DIGIT | C_SLASH | C_AT) == 0 && !quoted && token.len() < 36 {
         // Most tokens: words.
         return verbatim(Kind::Plain);
     }
     let out_start = out.len();
-    let masked = |out: &Vec<u8>| Token { raw, text: (out_start as u32, out.len() as u32), in_masked: true, kind: Kind::Param };
-    if classes & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
+    let masked = |out: &Vec<u8>| Token {
+        raw,
+        text: (out_start as u32, out.len() as u32),
+        in_masked: true,
+        kind: Kind::Param,
+    };
+    if classes & C_DIGIT != 0 && classes & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
         // Numbers, times, dates, IPs: `2005-06-03-15.42.50.675872`, `10.251.73.220:50010,`.
         let first = token.iter().position(u8::is_ascii_digit).unwrap_or(0);
         let last = token.iter().rposition(u8::is_ascii_digit).unwrap_or(0);
         // A sign belongs to the number (`blk_-69` is handled the same in `mask_runs`).
-        let lead = if first > 0 && matches!(token[first - 1], b'-' | b'+') { first - 1 } else { first };
-        out.extend_from_slice(&token[..lead]);
-        out.extend_from_slice(WILDCARD.as_bytes());
-        out.extend_from_slice(token.get(last + 1..).unwrap_or_default());
+        let lead = if first > 0 && matches!(token[first - 1], b'-' | b'+') {
+            first - 1
+        } else {
+            first
+        };
+        put(out, &token[..lead]);
+        put(out, WILDCARD.as_bytes());
+        put(out, token.get(last + 1..).unwrap_or_default());
         return masked(out);
     }
     let (lead, core, trail) = strip_wrapping(token);
     let whole = quoted
         || (classes & C_SLASH != 0 && is_path(core))
         || (classes & C_AT != 0 && is_email(core))
-        || (classes & C_DIGIT != 0 && (is_uuid(core) || (classes & C_COLON != 0 && is_host_port(core))));
+        || is_uuid(core)
+        || (classes & (C_DIGIT | C_COLON) == (C_DIGIT | C_COLON) && is_host_port(core));
     if whole {
-        out.extend_from_slice(lead);
-        out.extend_from_slice(WILDCARD.as_bytes());
-        out.extend_from_slice(trail);
+        put(out, lead);
+        put(out, WILDCARD.as_bytes());
+        put(out, trail);
         return masked(out);
     }
     if classes & C_DIGIT == 0 {
@@ -1046,6 +1192,19 @@ fn mask_token(source: &[u8], start: usize, end: usize, classes: u8, mask_quoted:
     }
 }
 
+/// Appends a slice; masked tokens are built from many tiny pieces (often empty), where
+/// a `memcpy` call per piece cost more than the copying.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() <= 8 {
+        for &b in bytes {
+            out.push(b);
+        }
+    } else {
+        out.extend_from_slice(bytes);
+    }
+}
+
 /// Splits off leading `([{<"'` and trailing `)]}>"',;:.` so that `(/a/b)` is a path.
 fn strip_wrapping(token: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut a = 0;
@@ -1053,7 +1212,12 @@ fn strip_wrapping(token: &[u8]) -> (&[u8], &[u8], &[u8]) {
         a += 1;
     }
     let mut b = token.len();
-    while b > a && matches!(token[b - 1], b')' | b']' | b'}' | b'>' | b'"' | b'\'' | b',' | b';' | b':' | b'.') {
+    while b > a
+        && matches!(
+            token[b - 1],
+            b')' | b']' | b'}' | b'>' | b'"' | b'\'' | b',' | b';' | b':' | b'.'
+        )
+    {
         b -= 1;
     }
     (&token[..a], &token[a..b], &token[b..])
@@ -1077,12 +1241,21 @@ fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
             i += 1;
         }
         // A sign before a number that follows punctuation belongs to the number.
-        if digits && start > 0 && matches!(token[start - 1], b'-' | b'+') && (start == 1 || !is_alnum(token[start - 2])) {
+        if digits
+            && start > 0
+            && matches!(token[start - 1], b'-' | b'+')
+            && (start == 1 || !is_alnum(token[start - 2]))
+        {
             start -= 1;
         }
         let variable = digits && !is_word_with_digit(&token[start..i]);
         digit_runs += usize::from(digits);
-        runs.push(Run { start, end: i, digits, variable });
+        runs.push(Run {
+            start,
+            end: i,
+            digits,
+            variable,
+        });
     }
     if digit_runs >= 2 {
         // Node, attempt and request names: `R02-M1-N0-C:J12-U11`, `attempt_14_0020_m_000002_0`,
@@ -1105,17 +1278,17 @@ fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
         if r.variable {
             let joins = after_wild == Some(out.len()) && gap.iter().all(|&b| is_joiner(b));
             if !joins {
-                out.extend_from_slice(gap);
-                out.extend_from_slice(WILDCARD.as_bytes());
+                put(out, gap);
+                put(out, WILDCARD.as_bytes());
             }
             after_wild = Some(out.len());
         } else {
-            out.extend_from_slice(gap);
-            out.extend_from_slice(&token[r.start..r.end]);
+            put(out, gap);
+            put(out, &token[r.start..r.end]);
         }
         pos = r.end;
     }
-    out.extend_from_slice(&token[pos..]);
+    put(out, &token[pos..]);
     after_wild.is_some()
 }
 
@@ -1149,13 +1322,13 @@ fn is_uuid(core: &[u8]) -> bool {
         })
 }
 
+/// `/a/b`, `scheme://x/y`, `C:\x`, `\\host\share`.
 fn is_path(core: &[u8]) -> bool {
     let slashes = core.iter().filter(|&&b| b == b'/').count();
-    let backslashes = core.iter().filter(|&&b| b == b'\\').count();
     (core.first() == Some(&b'/') && slashes >= 2 && core.get(1) != Some(&b'/'))
         || (slashes >= 2 && contains(core, b"://"))
         || (core.len() > 2 && core[1] == b':' && core[2] == b'\\' && core[0].is_ascii_alphabetic())
-        || backslashes >= 2 && !contains(core, b"\\0")
+        || core.starts_with(b"\\\\")
 }
 
 fn is_email(core: &[u8]) -> bool {
@@ -1164,7 +1337,9 @@ fn is_email(core: &[u8]) -> bool {
             at > 0
                 && core[at + 1..].contains(&b'.')
                 && core.iter().filter(|&&b| b == b'@').count() == 1
-                && core.iter().all(|&b| is_alnum(b) || matches!(b, b'@' | b'.' | b'-' | b'_' | b'+'))
+                && core
+                    .iter()
+                    .all(|&b| is_alnum(b) || matches!(b, b'@' | b'.' | b'-' | b'_' | b'+'))
         }
         None => false,
     }
@@ -1180,15 +1355,15 @@ fn is_host_port(core: &[u8]) -> bool {
         && port.len() <= 5
         && port.iter().all(u8::is_ascii_digit)
         && host.len() >= 3
-        && host.iter().any(|&b| b == b'.')
-        && host.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && host.iter().any(|&b| b == b'.' || b == b'-')
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         && host.first().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 fn is_quoted(token: &[u8]) -> bool {
-    token.len() >= 2
-        && matches!(token[0], b'"' | b'\'')
-        && token.last() == Some(&token[0])
+    token.len() >= 2 && matches!(token[0], b'"' | b'\'') && token.last() == Some(&token[0])
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -1226,6 +1401,8 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 // Hashing: tokens are compared by 64-bit hash (a collision, ~2^-64 per pair, would only
 // make two tokens count as equal).
 
+/// Multiply-rotate over 8-byte words: tokens of up to 8 bytes and equal length never
+/// collide (each step is a bijection of the word); the final fold mixes high bits down.
 fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut h = (bytes.len() as u64).wrapping_mul(K);
@@ -1233,15 +1410,18 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h = (h.rotate_left(26) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        // Assembled in a register: a small copy to the stack and a wide load back stalls.
+        let mut w = 0u64;
+        for (i, &b) in rest.iter().enumerate() {
+            w |= u64::from(b) << (8 * i);
+        }
+        h = (h.rotate_left(26) ^ w).wrapping_mul(K);
     }
-    fmix(h)
+    h ^ (h >> 32)
 }
 
 /// Low hash bit: the token holds a parameter (`<*>`, `blk_<*>`).
@@ -1259,17 +1439,13 @@ fn fmix(mut h: u64) -> u64 {
 }
 
 fn wildcard_hash() -> u64 {
-    // Computed once: `<*>` is 3 bytes, one chunk.
     const W: u64 = {
+        // `hash_bytes(b"<*>")`, as a constant.
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
         let h = 3u64.wrapping_mul(K);
         let w = u64::from_le_bytes([b'<', b'*', b'>', 0, 0, 0, 0, 0]);
-        let mut h = (h.rotate_left(23) ^ w).wrapping_mul(K);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        ((h ^ (h >> 33)) & !LEVEL_BIT) | VAR_BIT
+        let h = (h.rotate_left(26) ^ w).wrapping_mul(K);
+        ((h ^ (h >> 32)) & !LEVEL_BIT) | VAR_BIT
     };
     W
 }
@@ -1307,3 +1483,402 @@ impl Hasher for IdHasher {
 }
 
 type IdBuild = BuildHasherDefault<IdHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The template a single line gets: its masked form.
+    fn masked(line: &str) -> String {
+        let mut d = Drain::new(DrainConfig::default());
+        let g = d.add(line);
+        d.template(g)
+    }
+
+    #[test]
+    fn masks_numbers_ids_and_signs() {
+        assert_eq!(masked("took 250 ms"), "took <*> ms");
+        assert_eq!(masked("offset -17 and +3"), "offset <*> and <*>");
+        assert_eq!(
+            masked("block blk_-6952295868487656571 done"),
+            "block blk_<*> done"
+        );
+        assert_eq!(
+            masked("block blk_38865049064139660 done"),
+            "block blk_<*> done"
+        );
+        assert_eq!(
+            masked("attempt_1445144423722_0020_m_000002_0 started"),
+            "attempt_<*> started"
+        );
+        assert_eq!(
+            masked("(uid=0) [2915]: pid=42,"),
+            "(uid=<*>) [<*>]: pid=<*>,"
+        );
+        assert_eq!(
+            masked("at java.lang.Thread.run(Thread.java:745)"),
+            "at java.lang.Thread.run(Thread.java:<*>)"
+        );
+    }
+
+    #[test]
+    fn masks_ips_host_ports_and_ipv6() {
+        assert_eq!(
+            masked("from 10.251.73.220:50010 to /10.10.34.11:3888"),
+            "from <*> to /<*>"
+        );
+        assert_eq!(
+            masked("synchronized to 10.100.20.250, stratum 3"),
+            "synchronized to <*>, stratum <*>"
+        );
+        assert_eq!(
+            masked("proxy proxy.cse.cuhk.edu.hk:5070 open"),
+            "proxy <*> open"
+        );
+        assert_eq!(masked("peer fe80::1ff:fe23:4567:890a up"), "peer <*> up");
+        assert_eq!(
+            masked("listening on [::1]:8080"),
+            "listening on [::<*>]:<*>"
+        );
+    }
+
+    #[test]
+    fn masks_hex_uuids_and_request_ids() {
+        assert_eq!(
+            masked("register: 0x00002000 at 0xdeadbeef"),
+            "register: <*> at <*>"
+        );
+        assert_eq!(
+            masked("token 54fadb412c4e40cdbaed9335e4c35a9e ok"),
+            "token <*> ok"
+        );
+        assert_eq!(
+            masked("instance 38101a0b-2096-447d-96ea-a692162415ae gone"),
+            "instance <*> gone"
+        );
+        assert_eq!(
+            masked("[req-9bc36dd9-91c5-4314-898a-47625eb93b09 - -] done"),
+            "[req-<*> - -] done"
+        );
+        assert_eq!(masked("id ffffffff-ffff-ffff-ffff-ffffffffffff"), "id <*>");
+    }
+
+    #[test]
+    fn masks_durations_timestamps_and_dates() {
+        assert_eq!(masked("took 250ms then 1.5s"), "took <*> then <*>");
+        assert_eq!(
+            masked("2015-10-18 18:01:47,978 INFO start"),
+            "<*> <*> INFO start"
+        );
+        assert_eq!(masked("17/06/09 20:10:40 INFO start"), "<*> <*> INFO start");
+        assert_eq!(
+            masked("Jun 3 15:42:50 host sshd[19939]: ok"),
+            "<*> <*> <*> host sshd[<*>]: ok"
+        );
+        assert_eq!(
+            masked("[Sun Dec 04 04:47:44 2005] [notice] ok"),
+            "[<*>] [notice] ok"
+        );
+        // BGL's header: epoch, date, node, timestamp, node.
+        assert_eq!(
+            masked("- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO x"),
+            "- <*> <*> <*> <*> <*> RAS KERNEL INFO x"
+        );
+        // A month name only goes with a number after it.
+        assert_eq!(masked("you May go"), "you May go");
+        let rule = "-".repeat(40);
+        assert_eq!(masked(&rule), rule);
+    }
+
+    #[test]
+    fn masks_paths_emails_and_quoted_strings() {
+        assert_eq!(masked("reading /etc/cron.hourly now"), "reading <*> now");
+        assert_eq!(masked("(run-parts /etc/cron.hourly)"), "(run-parts <*>)");
+        assert_eq!(masked("fetch https://example.com/a/b"), "fetch <*>");
+        assert_eq!(masked("loaded C:\\Windows\\winsxs\\x.dll"), "loaded <*>");
+        assert_eq!(masked("mail to ops@example.com sent"), "mail to <*> sent");
+        // Quoted strings only on request.
+        assert_eq!(masked("user 'bob' logged in"), "user 'bob' logged in");
+        let mut d = Drain::new(DrainConfig {
+            mask_quoted: true,
+            ..DrainConfig::default()
+        });
+        let g = d.add("user 'bob' logged in");
+        assert_eq!(d.template(g), "user '<*>' logged in");
+    }
+
+    #[test]
+    fn keeps_words_and_word_like_tokens() {
+        assert_eq!(
+            masked("dfs.DataNode$PacketResponder: PacketResponder terminating"),
+            "dfs.DataNode$PacketResponder: PacketResponder terminating"
+        );
+        assert_eq!(masked("using log4j and k8s"), "using log4j and k8s");
+        assert_eq!(
+            masked("Registered signal handlers for [TERM, HUP, INT]"),
+            "Registered signal handlers for [TERM, HUP, INT]"
+        );
+    }
+
+    #[test]
+    fn bracketed_groups_are_one_token() {
+        let mut d = Drain::new(DrainConfig::default());
+        let a = d.add(
+            "INFO [IPC Server handler 19 on 62270] Listener: Progress of task attempt_1 is : 0.5",
+        );
+        let b = d.add("INFO [main] Listener: Progress of task attempt_2 is : 0.7");
+        assert_eq!(a, b);
+        assert_eq!(
+            d.template(a),
+            "INFO <*> Listener: Progress of task attempt_<*> is : <*>"
+        );
+    }
+
+    #[test]
+    fn identical_messages_share_a_group() {
+        let mut d = Drain::new(DrainConfig::default());
+        let ids: Vec<usize> = (0..10)
+            .map(|_| d.add("Interrupted while waiting for message on queue"))
+            .collect();
+        assert!(ids.iter().all(|&g| g == ids[0]));
+        assert_eq!(d.groups().len(), 1);
+        assert_eq!(d.groups()[0].count, 10);
+    }
+
+    #[test]
+    fn messages_differing_in_numbers_share_a_group() {
+        let mut d = Drain::new(DrainConfig::default());
+        let a = d.add("081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38865049064139660 terminating");
+        let b = d.add("081109 203807 222 INFO dfs.DataNode$PacketResponder: PacketResponder 0 for block blk_-6952295868487656571 terminating");
+        assert_eq!(a, b);
+        assert_eq!(d.template(a), "<*> <*> <*> INFO dfs.DataNode$PacketResponder: PacketResponder <*> for block blk_<*> terminating");
+    }
+
+    #[test]
+    fn different_verbs_make_different_groups() {
+        let mut d = Drain::new(DrainConfig::default());
+        let a = d.add("2015-07-29 17:41:44,747 INFO connection opened for client 10.0.0.1");
+        let b = d.add("2015-07-29 17:41:45,001 INFO connection closed for client 10.0.0.2");
+        let c = d.add("2015-07-29 17:41:46,002 INFO session expired for client 10.0.0.3");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+        assert_eq!(
+            d.template(a),
+            "<*> <*> INFO connection opened for client <*>"
+        );
+    }
+
+    #[test]
+    fn templates_update_where_lines_differ() {
+        let mut d = Drain::new(DrainConfig::default());
+        let a = d.add("session opened for user root by admin");
+        assert_eq!(d.template(a), "session opened for user root by admin");
+        let b = d.add("session opened for user news by admin");
+        assert_eq!(a, b);
+        assert_eq!(d.template(a), "session opened for user <*> by admin");
+        // The line that made the parameter is recorded with the old value.
+        let groups = d.groups();
+        let p = &groups[0].parameters;
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].position, 4);
+        assert_eq!(p[0].samples, vec!["root".to_string(), "news".to_string()]);
+        assert_eq!(p[0].distinct, 2);
+    }
+
+    #[test]
+    fn summaries_keep_counts_times_examples_and_parameters() {
+        let mut d = Drain::new(DrainConfig::default());
+        for i in 0..10i64 {
+            let line = format!(
+                "2024-01-01T00:00:{i:02} GET /api/v1/items/{i} took {}ms",
+                i * 10
+            );
+            d.add_with(&line, Some(1000 + i), &line);
+        }
+        let groups = d.groups();
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!(g.count, 10);
+        assert_eq!(g.first_seen, Some(1000));
+        assert_eq!(g.last_seen, Some(1009));
+        assert_eq!(g.examples.len(), 3);
+        assert!(g.examples[0].starts_with("2024-01-01T00:00:00 GET"));
+        assert_eq!(g.template, "<*> GET <*> took <*>");
+        assert_eq!(g.parameters.len(), 3);
+        assert_eq!(g.parameters[1].samples.len(), 5);
+        assert_eq!(g.parameters[1].distinct, 10);
+        assert!(!g.parameters[1].distinct_capped);
+        assert!(!g.overflow);
+    }
+
+    #[test]
+    fn group_cap_sends_new_patterns_to_the_overflow_group() {
+        let mut d = Drain::new(DrainConfig {
+            max_groups: 3,
+            ..DrainConfig::default()
+        });
+        let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+        let ids: Vec<usize> = words
+            .iter()
+            .map(|w| d.add(&format!("{w} happened here")))
+            .collect();
+        assert_eq!(ids[3], ids[4]);
+        assert_eq!(ids[4], ids[5]);
+        // Known patterns still find their groups.
+        assert_eq!(d.add("alpha happened here"), ids[0]);
+        let groups = d.groups();
+        assert_eq!(groups.len(), 4);
+        let overflow: Vec<&GroupSummary> = groups.iter().filter(|g| g.overflow).collect();
+        assert_eq!(overflow.len(), 1);
+        assert_eq!(overflow[0].count, 3);
+        assert_eq!(overflow[0].template, OVERFLOW_TEMPLATE);
+        assert_eq!(d.template(ids[5]), OVERFLOW_TEMPLATE);
+    }
+
+    #[test]
+    fn empty_blank_and_huge_lines_do_not_panic() {
+        let mut d = Drain::new(DrainConfig::default());
+        let e = d.add("");
+        assert_eq!(d.add("   \t "), e);
+        assert_eq!(d.template(e), "");
+        let huge_words = "word ".repeat(200_000);
+        let g = d.add(&huge_words);
+        let t = d.template(g);
+        assert_eq!(t.split(' ').count(), DrainConfig::default().max_tokens);
+        assert!(t.ends_with(" <*>"));
+        let huge_token = "x".repeat(1 << 20);
+        let g = d.add(&huge_token);
+        assert_eq!(d.template(g), "<*>");
+        let g = d.add_with(&huge_words, Some(1), &huge_words);
+        let summary = d.groups().into_iter().find(|s| s.id == g);
+        assert!(summary
+            .is_some_and(|s| s.examples[0].len() <= DrainConfig::default().max_example_bytes));
+        assert_eq!(d.template(usize::MAX), "");
+    }
+
+    #[test]
+    fn extra_delimiters_split_tokens() {
+        let config = DrainConfig {
+            extra_delimiters: vec!['|', '¦'],
+            ..DrainConfig::default()
+        };
+        let mut d = Drain::new(config);
+        let a = d.add("20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579");
+        let b = d.add("20171223-22:15:29:633¦Step_LSC¦30002312¦onStandStepChanged 3580");
+        assert_eq!(a, b);
+        assert_eq!(d.template(a), "<*> Step_LSC <*> onStandStepChanged <*>");
+    }
+
+    #[test]
+    fn templates_for_lines_gives_final_templates() {
+        let lines = [
+            "session opened for user root",
+            "session opened for user news",
+            "disk full on /dev/sda1",
+        ];
+        let out = templates_for_lines(lines.iter().map(|s| s.to_string()), &DrainConfig::default());
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], out[1]);
+        assert_eq!(out[0].1, "session opened for user <*>");
+        assert_eq!(out[2].1, "disk full on <*>");
+        assert_ne!(out[0].0, out[2].0);
+    }
+
+    /// Compaction keeps the rare line that explains an incident: 30 errors among a million
+    /// routine lines end up in their own group with their exact count.
+    #[test]
+    fn rare_error_survives_a_million_routine_lines() {
+        let mut d = Drain::new(DrainConfig::default());
+        let mut rare = None;
+        for i in 0..1_000_000u32 {
+            let line = match i % 5 {
+                0 => format!(
+                    "2024-05-01T10:{:02}:{:02}Z INFO http GET /api/orders/{i} 200 in {}ms",
+                    i % 60,
+                    i % 59,
+                    i % 97
+                ),
+                1 => format!(
+                    "2024-05-01T10:00:00Z INFO cache hit ratio {}.{} for shard-{}",
+                    i % 100,
+                    i % 10,
+                    i % 16
+                ),
+                2 => format!(
+                    "2024-05-01T10:00:00Z DEBUG worker {} picked job {i} from queue orders",
+                    i % 8
+                ),
+                3 => format!(
+                    "2024-05-01T10:00:00Z INFO user u{} logged in from 10.0.{}.{}",
+                    i % 1000,
+                    i % 255,
+                    i % 253
+                ),
+                _ => format!(
+                    "2024-05-01T10:00:00Z WARN slow query took {}ms on table orders",
+                    100 + i % 900
+                ),
+            };
+            d.add(&line);
+            if i % 33_334 == 7 {
+                let g = d.add(&format!(
+                    "2024-05-01T10:00:00Z ERROR payment provider timeout after {}ms for order {i}",
+                    3000 + i % 7
+                ));
+                assert_eq!(*rare.get_or_insert(g), g);
+            }
+        }
+        let groups = d.groups();
+        assert!(groups.len() <= 10, "{groups:#?}");
+        let rare = groups.iter().find(|g| Some(g.id) == rare);
+        let Some(rare) = rare else {
+            panic!("the rare group is gone")
+        };
+        assert_eq!(rare.count, 30);
+        assert_eq!(
+            rare.template,
+            "<*> ERROR payment provider timeout after <*> for order <*>"
+        );
+    }
+
+    #[test]
+    fn returned_ids_resolve_to_reported_groups() {
+        let lines = [
+            "a x 1 b",
+            "a y 2 b",
+            "a 3 x b",
+            "conn from 1.2.3.4 closed",
+            "conn from host closed",
+            "conn to 1.2.3.4 closed",
+        ];
+        let mut d = Drain::new(DrainConfig::default());
+        let ids: Vec<usize> = lines.iter().map(|l| d.add(l)).collect();
+        let reported: Vec<usize> = d.groups().iter().map(|g| g.id).collect();
+        for id in ids {
+            assert!(reported.contains(&d.resolve(id)));
+        }
+        let total: u64 = d.groups().iter().map(|g| g.count).sum();
+        assert_eq!(total, lines.len() as u64);
+    }
+
+    proptest! {
+        #[test]
+        fn add_never_panics_and_groups_stay_within_lines(
+            lines in proptest::collection::vec(any::<String>(), 0..40),
+            ascii in proptest::collection::vec("[ -~\t]{0,80}", 0..40),
+        ) {
+            let mut d = Drain::new(DrainConfig { max_groups: 16, ..DrainConfig::default() });
+            let mut n = 0usize;
+            for line in lines.iter().chain(&ascii) {
+                let g = d.add_with(line, Some(n as i64), line);
+                n += 1;
+                prop_assert!(d.groups().iter().any(|s| s.id == d.resolve(g)));
+            }
+            prop_assert!(d.group_count() <= n);
+            prop_assert!(d.group_count() <= 17);
+            prop_assert_eq!(d.groups().iter().map(|g| g.count).sum::<u64>(), n as u64);
+        }
+    }
+}
