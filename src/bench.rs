@@ -431,6 +431,7 @@ mod engine_bench {
             },
             per_source_concurrency: 4,
             tool_timeout: Duration::from_secs(30),
+            ..EngineSettings::default()
         };
         let access = access::resolve(&config, &Principal::new(Transport::Slack, "U1"))
             .map_err(|d| anyhow::anyhow!("{d}"))?;

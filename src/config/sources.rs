@@ -327,3 +327,16 @@ pub struct LogfileConfig {
     #[serde(default)]
     pub max_bytes_scanned: Option<u64>,
 }
+
+/// The top-level `redaction:` section: what is masked in evidence before it reaches
+/// the model, a chat or an exported file (see `guard::redact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// More regexes to mask. A named group `secret` limits the mask to that group.
+    #[serde(default)]
+    pub extra_patterns: Vec<String>,
+    /// Use only `extra_patterns`.
+    #[serde(default)]
+    pub disable_defaults: bool,
+}

@@ -18,6 +18,7 @@ use super::investigation::{
 use super::report::Report;
 use crate::access::Access;
 use crate::evidence::{EvidenceItem, EvidenceLog};
+use crate::guard::Redactor;
 use crate::llm::{Message, Model, ToolDef, Usage};
 use crate::sources::CallContext;
 
@@ -80,6 +81,8 @@ pub struct EngineSettings {
     pub per_source_concurrency: usize,
     /// Upper bound for one tool call, whatever the source's own timeouts.
     pub tool_timeout: Duration,
+    /// Masks secrets in results (the configuration's `redaction:` section).
+    pub redactor: Arc<Redactor>,
 }
 
 impl Default for EngineSettings {
@@ -88,6 +91,7 @@ impl Default for EngineSettings {
             budgets: Budgets::default(),
             per_source_concurrency: 4,
             tool_timeout: Duration::from_secs(45),
+            redactor: Redactor::shared_default(),
         }
     }
 }
@@ -192,6 +196,7 @@ impl Engine {
                 evidence: std::mem::take(&mut conversation.evidence),
                 budgets: self.settings.budgets,
                 pricing: self.model.pricing(),
+                redactor: self.settings.redactor.clone(),
             };
             let mut investigation = Investigation::new(setup, question, started);
             let report = loop {

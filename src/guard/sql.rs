@@ -1336,10 +1336,12 @@ impl<'s> Guard<'s> {
             match first {
                 Some(setting) if SAFE_SETTINGS.contains(&setting.to_ascii_lowercase().as_str()) => {
                 }
-                _ => return Err(refuse(format!(
+                _ => {
+                    return Err(refuse(format!(
                     "current_setting is allowed only for these settings, named as a literal: {}",
                     SAFE_SETTINGS.join(", ")
-                ))),
+                )))
+                }
             }
         }
         Ok(())
