@@ -382,6 +382,7 @@ mod engine_bench {
                 statement: "search".into(),
                 content: Content::Table(table),
                 note: None,
+                attachments: Vec::new(),
             })
         }
         async fn describe(

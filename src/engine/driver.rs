@@ -308,20 +308,32 @@ impl Engine {
                         )
                         .await
                 };
-                let (content, statement, note, error) = match tokio::time::timeout(timeout, run)
-                    .await
-                {
-                    Ok(outcome) => match outcome.result {
-                        Ok(output) => (Some(output.content), output.statement, output.note, None),
-                        Err(err) => (None, attempted(&call), None, Some(err.to_string())),
-                    },
-                    Err(_) => (
-                        None,
-                        attempted(&call),
-                        None,
-                        Some(format!("timed out after {}s", timeout.as_secs())),
-                    ),
-                };
+                let (content, statement, note, error, attachments) =
+                    match tokio::time::timeout(timeout, run).await {
+                        Ok(outcome) => match outcome.result {
+                            Ok(output) => (
+                                Some(output.content),
+                                output.statement,
+                                output.note,
+                                None,
+                                output.attachments,
+                            ),
+                            Err(err) => (
+                                None,
+                                attempted(&call),
+                                None,
+                                Some(err.to_string()),
+                                Vec::new(),
+                            ),
+                        },
+                        Err(_) => (
+                            None,
+                            attempted(&call),
+                            None,
+                            Some(format!("timed out after {}s", timeout.as_secs())),
+                            Vec::new(),
+                        ),
+                    };
                 let duration_ms = (self.clock.now() - at).num_milliseconds().max(0) as u64;
                 let evidence = EvidenceItem {
                     id: String::new(),
@@ -335,6 +347,7 @@ impl Engine {
                     content,
                     error,
                     note,
+                    attachments,
                 };
                 // The investigation stores results in plan order, so the id is known now.
                 events.emit(Event::ToolFinished {

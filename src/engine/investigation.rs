@@ -577,6 +577,7 @@ impl Investigation {
                     content: None,
                     error: Some("no result (the call was lost)".into()),
                     note: None,
+                    attachments: Vec::new(),
                 });
             if let Some(error) = &item.error {
                 self.not_checked

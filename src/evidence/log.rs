@@ -23,6 +23,9 @@ pub struct EvidenceItem {
     /// Why the call failed (shown to the model and in the report).
     pub error: Option<String>,
     pub note: Option<String>,
+    /// Files that go with the item (charts, NDJSON hits).
+    #[serde(default)]
+    pub attachments: Vec<super::Attachment>,
 }
 
 impl EvidenceItem {

@@ -5,6 +5,7 @@
 
 pub mod export;
 pub mod log;
+pub mod metrics;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -134,6 +135,49 @@ fn clip(text: &str, max: usize) -> String {
     } else {
         let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+/// Most bytes one attachment may hold; a source drops (and says so) anything larger.
+pub const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+/// Most attachments one tool call may return.
+pub const MAX_ATTACHMENTS: usize = 8;
+
+/// A file that goes with an evidence item: a chart, the hits as NDJSON. Written next
+/// to the item on export and listed with the report; never sent to the model.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct Attachment {
+    /// File name without the item id (`errors.png`); export prefixes it (`E3-errors.png`).
+    pub name: String,
+    pub media_type: String,
+    /// What it shows, for the report's list.
+    pub description: String,
+    pub size: usize,
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    /// None when `bytes` is over [`MAX_ATTACHMENT_BYTES`].
+    pub fn new(name: &str, media_type: &str, description: String, bytes: Vec<u8>) -> Option<Self> {
+        (bytes.len() <= MAX_ATTACHMENT_BYTES).then(|| Attachment {
+            name: name.to_string(),
+            media_type: media_type.to_string(),
+            description,
+            size: bytes.len(),
+            bytes,
+        })
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    // The bytes would flood logs and test output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field("size", &self.size)
+            .finish()
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::access::SourceGrant;
 use crate::config::{Config, MasterKey, SourceEntry};
-use crate::evidence::Content;
+use crate::evidence::{Attachment, Content};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,6 +76,8 @@ pub struct ToolOutput {
     pub content: Content,
     /// A line for the reader: caps hit, estimates used.
     pub note: Option<String>,
+    /// Files for the reader (charts, NDJSON hits), capped in size and number.
+    pub attachments: Vec<Attachment>,
 }
 
 #[derive(Debug, Clone, Serialize)]

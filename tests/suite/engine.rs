@@ -269,6 +269,7 @@ impl Source for FakeSource {
             statement: format!("search on {}", self.name),
             content: Content::Table(table),
             note: None,
+            attachments: Vec::new(),
         })
     }
     async fn describe(&self, _grant: &SourceGrant, _ctx: &CallContext) -> sources::Result<String> {
