@@ -967,6 +967,28 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
             secret("bearer_token", &c.bearer_token, &mut err);
             secret("password", &c.password, &mut err);
+            if c.bearer_token.is_some() && (c.username.is_some() || c.password.is_some()) {
+                err(
+                    "bearer_token",
+                    "set `bearer_token` or `username`/`password`, not both".into(),
+                );
+            }
+            if c.password.is_some() && c.username.is_none() {
+                err("password", "`password` needs `username`".into());
+            }
+            for (key, label) in [
+                ("namespace_label", &c.namespace_label),
+                ("service_label", &c.service_label),
+            ] {
+                if let Some(label) = label {
+                    let valid = label.chars().enumerate().all(|(i, ch)| {
+                        ch == '_' || ch.is_ascii_alphabetic() || (i > 0 && ch.is_ascii_digit())
+                    });
+                    if label.is_empty() || !valid {
+                        err(key, format!("`{label}` is not a Prometheus label name"));
+                    }
+                }
+            }
         }
         SourceSpec::Logfile(c) => {
             if c.paths.is_empty() {

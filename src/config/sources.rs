@@ -293,6 +293,12 @@ pub struct PrometheusConfig {
     pub timeout: Option<HumanDuration>,
     #[serde(default)]
     pub squad: Option<String>,
+    /// Label that a `namespaces` grant narrows by (default `namespace`).
+    #[serde(default)]
+    pub namespace_label: Option<String>,
+    /// Label that a `services` grant narrows by (default `service`).
+    #[serde(default)]
+    pub service_label: Option<String>,
 }
 
 /// Values of a logfile source's `format`.

@@ -131,7 +131,28 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
         }
         Some(Content::Json(value)) => {
             out.push('\n');
-            out.push_str(&value.to_string());
+            match super::metrics::series_from_json(value) {
+                // Series are summarised: the points stay in the evidence and the chart.
+                Some(series) => {
+                    let summaries: Vec<_> = series.iter().map(super::metrics::summarize).collect();
+                    out.push_str(&format!("{} series", summaries.len()));
+                    if let Some(note) = &item.note {
+                        out.push_str(&format!(" ({note})"));
+                    }
+                    out.push('\n');
+                    out.push_str(&super::metrics::render_all(
+                        &summaries,
+                        budget.saturating_sub(out.len()),
+                    ));
+                    for a in &item.attachments {
+                        out.push_str(&format!(
+                            "attached for the reader: {} ({})\n",
+                            a.name, a.description
+                        ));
+                    }
+                }
+                None => out.push_str(&value.to_string()),
+            }
         }
         Some(Content::Text(text)) => {
             out.push('\n');

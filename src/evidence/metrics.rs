@@ -52,6 +52,13 @@ pub struct Series {
 }
 
 impl Series {
+    pub fn named(labels: BTreeMap<String, String>) -> Self {
+        Series {
+            labels,
+            points: Vec::new(),
+        }
+    }
+
     /// `{job="api", instance="a:9100"}`-style name; `__name__` first without braces.
     pub fn display_name(&self) -> String {
         let name = self.labels.get("__name__").cloned().unwrap_or_default();
@@ -326,6 +333,77 @@ fn window(points: &[(i64, f64)], start: usize, end: usize, base: f64) -> Window 
     }
 }
 
+/// The evidence shape of metric series, shared by every metric source:
+/// `{"kind": "metric_series", "step_seconds": 60, "series": [{"labels": {…},
+/// "values": [[unix_seconds, value], …]}]}`. Non-finite values are written as strings
+/// (`"NaN"`, `"+Inf"`) since JSON has no such numbers.
+pub fn series_to_json(series: &[Series], step_seconds: i64) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let items: Vec<Value> = series
+        .iter()
+        .map(|s| {
+            let values: Vec<Value> = s
+                .points
+                .iter()
+                .map(|(t, v)| {
+                    let value = serde_json::Number::from_f64(*v)
+                        .map(Value::Number)
+                        .unwrap_or_else(|| Value::String(non_finite_text(*v).into()));
+                    json!([t, value])
+                })
+                .collect();
+            json!({"labels": s.labels, "values": values})
+        })
+        .collect();
+    json!({"kind": SERIES_KIND, "step_seconds": step_seconds, "series": items})
+}
+
+/// The `kind` marker of [`series_to_json`].
+pub const SERIES_KIND: &str = "metric_series";
+
+fn non_finite_text(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
+/// Reads back [`series_to_json`]; None for any other JSON.
+pub fn series_from_json(value: &serde_json::Value) -> Option<Vec<Series>> {
+    use serde_json::Value;
+    if value.get("kind").and_then(Value::as_str) != Some(SERIES_KIND) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for item in value.get("series")?.as_array()? {
+        let labels = item
+            .get("labels")?
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let mut points = Vec::new();
+        for p in item.get("values")?.as_array()? {
+            let t = p.get(0)?.as_i64()?;
+            let v = match p.get(1)? {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) => match s.as_str() {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    _ => f64::NAN,
+                },
+                _ => return None,
+            };
+            points.push((t, v));
+        }
+        out.push(Series { labels, points });
+    }
+    Some(out)
+}
+
 /// A timestamp for the model, in UTC.
 pub fn ts(t: i64) -> String {
     DateTime::<Utc>::from_timestamp(t, 0)
@@ -577,6 +655,18 @@ mod tests {
         assert_eq!(num(1234.5678), "1235");
         assert_eq!(num(50.0), "50");
         assert_eq!(num(2.5e9), "2.500e9");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let s = series(&[1.0, f64::NAN, 3.5]);
+        let back = series_from_json(&series_to_json(std::slice::from_ref(&s), 60));
+        let back = back.unwrap_or_default();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].labels, s.labels);
+        assert_eq!(back[0].points[2], s.points[2]);
+        assert!(back[0].points[1].1.is_nan());
+        assert!(series_from_json(&serde_json::json!({"series": []})).is_none());
     }
 
     #[test]

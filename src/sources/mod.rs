@@ -4,6 +4,7 @@
 //! its instance on every call and enforces it in what it runs.
 
 pub mod logfile;
+pub mod prometheus;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -133,7 +134,6 @@ pub const PLANNED_KINDS: &[&str] = &[
     "datadog",
     "newrelic",
     "kubernetes",
-    "prometheus",
 ];
 
 impl Registry {
@@ -145,6 +145,7 @@ impl Registry {
         registry.register("mysql", sql::build);
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
+        registry.register("prometheus", prometheus::build);
         registry
     }
 

@@ -6,6 +6,7 @@ mod fake_anthropic;
 mod investigate;
 mod llm_anthropic;
 mod logfile;
+mod prometheus;
 mod sql_mysql;
 mod sql_postgres;
 mod sql_sqlite;
