@@ -179,6 +179,12 @@ pub struct ElasticsearchConfig {
     pub service_field: Option<String>,
     #[serde(default)]
     pub timestamp_field: Option<String>,
+    /// Default `log.level` (ECS).
+    #[serde(default)]
+    pub level_field: Option<String>,
+    /// Default `message`.
+    #[serde(default)]
+    pub message_field: Option<String>,
     #[serde(default)]
     pub max_hits: Option<u32>,
     #[serde(default)]

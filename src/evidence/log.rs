@@ -151,6 +151,10 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
                         ));
                     }
                 }
+                None if value.get("kind").and_then(Value::as_str) == Some("log_hits") => {
+                    compact_log_hits(&mut out, item, value, budget);
+                    return clip(out, budget);
+                }
                 None => out.push_str(&value.to_string()),
             }
         }
@@ -160,6 +164,111 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
         }
     }
     clip(out, budget)
+}
+
+/// Log hits as templates with counts (most frequent first, but every template seen
+/// at most a few times is listed before the budget runs out: a rare error is often
+/// the cause), then the newest hits while room is left.
+fn compact_log_hits(out: &mut String, item: &EvidenceItem, value: &Value, budget: usize) {
+    let total = value.get("total").and_then(Value::as_u64).unwrap_or(0);
+    let exact = value
+        .get("total_exact")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let empty = Vec::new();
+    let patterns = value
+        .get("patterns")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let hits = value
+        .get("hits")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    out.push_str(&format!(
+        " — {}{total} hit(s) matched, {} fetched, {} template(s)",
+        if exact { "" } else { "at least " },
+        hits.len(),
+        patterns.len()
+    ));
+    if let Some(note) = &item.note {
+        out.push_str(&format!(" ({note})"));
+    }
+    out.push('\n');
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let line = |p: &Value| {
+        let levels = p
+            .get("levels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        format!(
+            "{}× [{}] {} ({}..{}) e.g. {}\n",
+            p.get("count").and_then(Value::as_u64).unwrap_or(0),
+            levels,
+            text(p, "template"),
+            text(p, "first"),
+            text(p, "last"),
+            clip_value(&Value::String(text(p, "example")), 300)
+                .as_str()
+                .unwrap_or("")
+        )
+    };
+    // Reserve room for the rare templates: the common ones fill at most two thirds.
+    let reserve = budget / 3;
+    let mut shown = vec![false; patterns.len()];
+    for (i, p) in patterns.iter().enumerate() {
+        let l = line(p);
+        if out.len() + l.len() + reserve > budget {
+            break;
+        }
+        out.push_str(&l);
+        shown[i] = true;
+    }
+    for (i, p) in patterns.iter().enumerate().rev() {
+        if shown[i] {
+            continue;
+        }
+        let l = line(p);
+        if out.len() + l.len() + 100 > budget {
+            break;
+        }
+        out.push_str(&format!("(rare) {l}"));
+        shown[i] = true;
+    }
+    let hidden = shown.iter().filter(|s| !**s).count();
+    if hidden > 0 {
+        out.push_str(&format!(
+            "… {hidden} more template(s) in evidence {}\n",
+            item.id
+        ));
+    }
+    out.push_str("newest hits:\n");
+    for h in hits {
+        let l = format!(
+            "{} {} {} {}\n",
+            text(h, "timestamp"),
+            text(h, "level"),
+            text(h, "service"),
+            clip_value(&Value::String(text(h, "message")), 300)
+                .as_str()
+                .unwrap_or("")
+        );
+        if out.len() + l.len() + 60 > budget {
+            break;
+        }
+        out.push_str(&l);
+    }
+    for a in &item.attachments {
+        out.push_str(&format!(
+            "attached for the reader: {} ({})\n",
+            a.name, a.description
+        ));
+    }
 }
 
 fn clip_value(value: &Value, max: usize) -> Value {

@@ -1,6 +1,7 @@
 mod cli;
 mod common;
 mod corpus;
+mod elasticsearch;
 mod engine;
 mod fake_anthropic;
 mod investigate;
