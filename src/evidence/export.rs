@@ -29,19 +29,7 @@ pub fn write_dir(
             written.push(csv_path);
         }
         for attachment in &item.attachments {
-            // The name comes from a source; keep only a safe file name part.
-            let safe: String = attachment
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let path = dir.join(format!("{}-{}", item.id, safe.trim_start_matches('.')));
+            let path = dir.join(attachment.file_name(&item.id));
             std::fs::write(&path, &attachment.bytes)?;
             written.push(path);
         }

@@ -305,3 +305,44 @@ pub fn describe(item: &EvidenceItem) -> String {
         item.id, item.source, item.tool
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Hundreds of common templates and one rare one: the rare one is in the view.
+    #[test]
+    fn rare_log_templates_survive_compaction() {
+        let mut patterns: Vec<Value> = (0..400)
+            .map(|i| {
+                json!({"template": format!("GET /endpoint{i}/<*> 200 in <*>ms with a fairly long tail of words"), "count": 100_000 - i, "first": "10:00", "last": "10:20", "levels": {"INFO": 1}, "example": format!("GET /endpoint{i}/1 200 in 5ms")})
+            })
+            .collect();
+        patterns.push(json!({"template": "payment gateway rejected connection: TLS certificate expired", "count": 3, "first": "10:15", "last": "10:19", "levels": {"ERROR": 3}, "example": "payment gateway rejected connection: TLS certificate expired"}));
+        let item = EvidenceItem {
+            id: "E1".into(),
+            source: "logs".into(),
+            kind: "elasticsearch".into(),
+            tool: "search_logs".into(),
+            arguments: json!({}),
+            statement: String::new(),
+            at: Utc::now(),
+            duration_ms: 0,
+            content: Some(Content::Json(
+                json!({"kind": "log_hits", "total": 40_000_000, "total_exact": false, "patterns": patterns, "hits": []}),
+            )),
+            error: None,
+            note: None,
+            attachments: Vec::new(),
+        };
+        let view = compact_for_model(&item, 8_000);
+        assert!(view.len() <= 8_000);
+        assert!(
+            view.contains("(rare) 3× [ERROR:3] payment gateway"),
+            "{view}"
+        );
+        assert!(view.contains("at least 40000000 hit(s)"), "{view}");
+        assert!(view.contains("more template(s) in evidence E1"), "{view}");
+    }
+}

@@ -170,6 +170,25 @@ impl Attachment {
     }
 }
 
+impl Attachment {
+    /// The file name on export: the item id, then the name with anything but
+    /// `[A-Za-z0-9._-]` replaced (the name comes from a source).
+    pub fn file_name(&self, item_id: &str) -> String {
+        let safe: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{item_id}-{}", safe.trim_start_matches('.'))
+    }
+}
+
 impl std::fmt::Debug for Attachment {
     // The bytes would flood logs and test output.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

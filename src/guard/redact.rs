@@ -52,8 +52,9 @@ const DEFAULTS: &[(&str, &str)] = &[
         "secret-field",
         r#"(?i)\b[A-Za-z0-9_.-]*?(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret)["']?\s*[:=]\s*(?P<secret>"[^"]*"|'[^']*'|[^\s,;&"'}\]]+)"#,
     ),
-    // Checked with Luhn below, so order numbers and timestamps stay.
-    ("card", r"\b\d(?:[ -]?\d){12,18}\b"),
+    // Card networks start with 3–6 (epoch milliseconds start with 1), and the Luhn
+    // check below keeps most other long numbers.
+    ("card", r"\b[3-6]\d(?:[ -]?\d){11,17}\b"),
 ];
 
 #[derive(Debug)]
