@@ -166,6 +166,9 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
     clip(out, budget)
 }
 
+/// Newest hits shown after the templates.
+const NEWEST_HITS: usize = 20;
+
 /// Log hits as templates with counts (most frequent first, but every template seen
 /// at most a few times is listed before the budget runs out: a rare error is often
 /// the cause), then the newest hits while room is left.
@@ -247,8 +250,15 @@ fn compact_log_hits(out: &mut String, item: &EvidenceItem, value: &Value, budget
             item.id
         ));
     }
+    // A few newest hits for context; the templates above carry the volume. Room is
+    // kept for the attachment lines.
+    let reserved: usize = item
+        .attachments
+        .iter()
+        .map(|a| a.name.len() + a.description.len() + 40)
+        .sum();
     out.push_str("newest hits:\n");
-    for h in hits {
+    for h in hits.iter().take(NEWEST_HITS) {
         let l = format!(
             "{} {} {} {}\n",
             text(h, "timestamp"),
@@ -258,7 +268,7 @@ fn compact_log_hits(out: &mut String, item: &EvidenceItem, value: &Value, budget
                 .as_str()
                 .unwrap_or("")
         );
-        if out.len() + l.len() + 60 > budget {
+        if out.len() + l.len() + reserved + 60 > budget {
             break;
         }
         out.push_str(&l);

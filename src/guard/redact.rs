@@ -14,7 +14,7 @@ use regex::{Captures, Regex, RegexSet};
 use serde_json::Value;
 
 pub use crate::config::RedactionConfig;
-use crate::evidence::{Content, EvidenceItem};
+use crate::evidence::{Attachment, Content, EvidenceItem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -254,6 +254,9 @@ impl Redactor {
         if let Some(content) = &mut item.content {
             self.redact_content(content, &mut masked);
         }
+        for attachment in &mut item.attachments {
+            self.redact_attachment(attachment, &mut masked);
+        }
         for text in [&mut item.error, &mut item.note].into_iter().flatten() {
             if let Some(new) = self.redact_text(text, &mut masked) {
                 *text = new;
@@ -267,6 +270,43 @@ impl Redactor {
             });
         }
         masked
+    }
+}
+
+impl Redactor {
+    /// Text attachments (NDJSON, JSON, CSV, plain text) are masked like content:
+    /// NDJSON a document at a time, so secret-named keys are caught too. Images
+    /// are left alone (they are drawn from numbers, never from text).
+    pub fn redact_attachment(&self, attachment: &mut Attachment, masked: &mut Masked) {
+        let media = attachment.media_type.as_str();
+        let textual = media.starts_with("text/")
+            || media == "application/json"
+            || media == "application/x-ndjson";
+        if !textual {
+            return;
+        }
+        let text = String::from_utf8_lossy(&attachment.bytes).into_owned();
+        let before = masked.count;
+        let out = if media == "application/x-ndjson" {
+            text.split('\n')
+                .map(|line| match serde_json::from_str::<Value>(line) {
+                    Ok(mut doc) => {
+                        self.redact_json(&mut doc, masked);
+                        doc.to_string()
+                    }
+                    Err(_) => self
+                        .redact_text(line, masked)
+                        .unwrap_or_else(|| line.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            self.redact_text(&text, masked).unwrap_or(text)
+        };
+        if masked.count > before {
+            attachment.bytes = out.into_bytes();
+            attachment.size = attachment.bytes.len();
+        }
     }
 }
 

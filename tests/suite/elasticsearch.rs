@@ -733,3 +733,93 @@ async fn rate_limits_versions_and_auth() {
     assert!(err.contains("refused our credentials"), "{err}");
     assert!(!err.contains("wrong-key"), "{err}");
 }
+
+/// Through the engine: the model gets the compact views (templates, a series
+/// summary), cites them, and the report lists the chart and the NDJSON hits.
+#[tokio::test]
+async fn evidence_reaches_the_model_compact_and_cited_with_charts() {
+    use investigator::chat::render::report_markdown;
+    use investigator::engine::{Conversation, Engine, EngineSettings, Gate, NoEvents, ReportKind};
+    use investigator::store::Store;
+
+    use super::engine::{report, tool_use, ScriptedModel, SteppingClock};
+
+    let (_fake, url) = start(Flavor::Es8, "ApiKey k").await;
+    let config = parse_config(&sources("elasticsearch", &url, "    api_key: k\n"), SQUADS);
+    let h = Harness::new(config.clone()).await;
+    let model = ScriptedModel::new(vec![
+        tool_use(&[
+            (
+                "t1",
+                "logs__search_logs",
+                with(window(), json!({"limit": 1200})),
+            ),
+            (
+                "t2",
+                "logs__count_over_time",
+                with(window(), json!({"level": "ERROR", "interval": "1m"})),
+            ),
+        ]),
+        report("r1", &["E1", "E2"]),
+    ]);
+    let sources = h.gate.sources().clone();
+    let engine = Engine::new(
+        Gate::new(sources, Store::open_in_memory().await.expect("store")),
+        model.clone(),
+        SteppingClock::new(10),
+        EngineSettings::default(),
+    );
+    let mut conversation = Conversation::default();
+    let outcome = engine
+        .ask(
+            &h.access("U_PAY"),
+            &mut conversation,
+            "system".into(),
+            "why?",
+            &NoEvents,
+        )
+        .await;
+    assert_eq!(outcome.report.kind, ReportKind::Structured);
+    assert!(model.violations().is_empty(), "{:?}", model.violations());
+    let second = format!("{:?}", model.requests()[1].messages);
+    assert!(
+        second.contains("payment gateway timeout after <*>"),
+        "{second}"
+    );
+    assert!(
+        second.contains("differs from baseline 0 2024-05-01T10:15:00Z"),
+        "{second}"
+    );
+    assert!(
+        second.contains("attached for the reader: hits.ndjson"),
+        "{second}"
+    );
+    // The e-mail addresses in the documents never reach the model or the evidence.
+    assert!(!second.contains("@shop.example"));
+    let stored = serde_json::to_string(&conversation.evidence).unwrap_or_default();
+    assert!(!stored.contains("@shop.example"));
+    let items = conversation.evidence.items();
+    let ndjson = String::from_utf8_lossy(&items[0].attachments[0].bytes).into_owned();
+    assert_eq!(ndjson.lines().count(), 1200);
+    assert!(!ndjson.contains("@shop.example"), "attachment not redacted");
+    assert!(ndjson.contains("[redacted:email]"));
+    assert_eq!(
+        items[0].note.as_deref().map(|n| n.contains("redacted")),
+        Some(true)
+    );
+    assert!(second.len() < 40_000, "{}", second.len());
+    let markdown = report_markdown(
+        "why?",
+        &outcome.report,
+        &conversation.evidence,
+        Some(&outcome),
+    );
+    assert!(
+        markdown.contains("`E1-hits.ndjson` (application/x-ndjson"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("`E2-count_over_time.png` (image/png"),
+        "{markdown}"
+    );
+}
