@@ -471,6 +471,31 @@ mod tests {
     }
 
     #[test]
+    fn text_attachments_are_masked_images_are_not() {
+        let redactor = Redactor::shared_default();
+        let ndjson = "{\"user\":\"a@b.io\",\"password\":\"pw\"}\nnot json a@b.io";
+        let mut masked = Masked::default();
+        let mut a = Attachment::new(
+            "hits.ndjson",
+            "application/x-ndjson",
+            String::new(),
+            ndjson.as_bytes().to_vec(),
+        )
+        .unwrap_or_else(|| panic!("attachment"));
+        redactor.redact_attachment(&mut a, &mut masked);
+        let text = String::from_utf8_lossy(&a.bytes).into_owned();
+        assert_eq!(
+            text,
+            "{\"user\":\"[redacted:email]\",\"password\":\"[redacted:secret-field]\"}\nnot json [redacted:email]"
+        );
+        assert_eq!((masked.count, a.size), (3, a.bytes.len()));
+        let mut png = Attachment::new("c.png", "image/png", String::new(), b"a@b.io".to_vec())
+            .unwrap_or_else(|| panic!("attachment"));
+        redactor.redact_attachment(&mut png, &mut masked);
+        assert_eq!(png.bytes, b"a@b.io");
+    }
+
+    #[test]
     fn configured_patterns() {
         let config = RedactionConfig {
             extra_patterns: vec![r"ACME-(?P<secret>\d{6})".into()],
