@@ -12,6 +12,7 @@ use crate::engine::stored;
 use crate::engine::{
     Clock, Conversation, Engine, EngineSettings, EventSink, Gate, Outcome, SessionRepo, SystemClock,
 };
+use crate::guard::Redactor;
 use crate::llm::anthropic::{AnthropicConfig, AnthropicModel};
 use crate::llm::offline::OfflinePlanner;
 use crate::llm::Model;
@@ -28,6 +29,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error("{0}")]
     Model(String),
+    #[error(transparent)]
+    Redaction(#[from] crate::guard::redact::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -115,12 +118,18 @@ impl App {
                 )
             }
         };
+        // Validated when the configuration loaded; a failure here is a bug, not input.
+        let redactor = Arc::new(Redactor::new(&config.redaction)?);
+        let settings = EngineSettings {
+            redactor,
+            ..EngineSettings::default()
+        };
         Ok(Self::from_parts(
             config,
             Gate::new(sources, store),
             model,
             Arc::new(SystemClock),
-            EngineSettings::default(),
+            settings,
         ))
     }
 

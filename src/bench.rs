@@ -29,6 +29,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         investigations: usize,
     },
+    /// Compaction ratio: bytes of raw evidence over bytes sent to the model, on the
+    /// demo incident (offline planner) and on a generated log of `lines` lines with
+    /// one rare causal error pattern.
+    Compaction {
+        #[arg(long, default_value = "config/demo")]
+        demo_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+    },
     /// Time `query` adds over the same statement through raw sqlx (PostgreSQL).
     Query {
         #[arg(
@@ -62,6 +71,7 @@ pub async fn run(command: BenchCommand, config_dir: &Path) -> anyhow::Result<Exi
         BenchCommand::Guard { iterations } => bench_guard(iterations),
         BenchCommand::Query { url, iterations } => bench_query(&url, iterations, config_dir).await,
         BenchCommand::Engine { investigations } => engine_bench::run(investigations).await,
+        BenchCommand::Compaction { demo_dir, lines } => compaction::run(&demo_dir, lines).await,
     }
 }
 
@@ -382,6 +392,7 @@ mod engine_bench {
                 statement: "search".into(),
                 content: Content::Table(table),
                 note: None,
+                attachments: Vec::new(),
             })
         }
         async fn describe(
@@ -431,6 +442,7 @@ mod engine_bench {
             },
             per_source_concurrency: 4,
             tool_timeout: Duration::from_secs(30),
+            ..EngineSettings::default()
         };
         let access = access::resolve(&config, &Principal::new(Transport::Slack, "U1"))
             .map_err(|d| anyhow::anyhow!("{d}"))?;
@@ -509,5 +521,205 @@ mod engine_bench {
         ratios.sort_by(|a, b| a.total_cmp(b));
         println!("8 parallel calls of 200 ms in one turn (10 runs): whole investigation / slowest call = median {:.3}x, worst {:.3}x", ratios[ratios.len() / 2], ratios[ratios.len() - 1]);
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+mod compaction {
+    //! Raw evidence bytes (each item's content as JSON, plus its attachments) over the
+    //! bytes of the compact views the model is sent.
+
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::time::Instant;
+
+    use investigator::access::Principal;
+    use investigator::app::{App, ModelChoice};
+    use investigator::config::interpolate::ProcessEnv;
+    use investigator::engine::{Budgets, Conversation, NoEvents};
+    use investigator::evidence::{compact_for_model, EvidenceItem};
+    use investigator::sources::{BuildContext, CallContext, Registry, Sources};
+    use serde_json::json;
+
+    /// The causal line of the generated log: rare, and only after the onset.
+    const CAUSE: &str = "payment gateway rejected connection: TLS certificate expired";
+
+    fn raw_bytes(item: &EvidenceItem) -> usize {
+        let content = item
+            .content
+            .as_ref()
+            .and_then(|c| serde_json::to_vec(c).ok())
+            .map_or(0, |v| v.len());
+        content + item.attachments.iter().map(|a| a.size).sum::<usize>()
+    }
+
+    pub async fn run(demo_dir: &Path, lines: u64) -> anyhow::Result<ExitCode> {
+        let budget = Budgets::default().result_chars;
+        // 1. The demo incident, through the engine with the offline planner.
+        let app = App::build(demo_dir, ":memory:", ModelChoice::Offline, &ProcessEnv).await?;
+        let principal = Principal::parse("slack:U0DEMO")?.with_channel_text("slack:C0DEMO")?;
+        let mut conversation = Conversation {
+            id: "bench".into(),
+            ..Conversation::default()
+        };
+        app.ask(
+            &principal,
+            &mut conversation,
+            "why is checkout erroring?",
+            &NoEvents,
+        )
+        .await
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let (mut raw, mut sent) = (0usize, 0usize);
+        println!("demo incident ({}):", demo_dir.display());
+        for item in conversation.evidence.items() {
+            let r = raw_bytes(item);
+            let s = compact_for_model(item, budget).len();
+            println!(
+                "  {} {}.{}: raw {r} B, sent {s} B",
+                item.id, item.source, item.tool
+            );
+            raw += r;
+            sent += s;
+        }
+        println!(
+            "  total: raw results {raw} B, sent {sent} B, ratio {:.1}x",
+            raw as f64 / sent.max(1) as f64
+        );
+        // The demo's log tools aggregate at the source, so their raw results are
+        // already small; what they read is the log files, once per call.
+        let mut read = 0u64;
+        for item in conversation.evidence.items() {
+            if let Some(investigator::config::SourceSpec::Logfile(c)) =
+                app.config.source(&item.source).map(|e| &e.spec)
+            {
+                for p in &c.paths {
+                    let full = app.config.dir.join(p);
+                    let (dir, name) = (
+                        full.parent().map(Path::to_path_buf).unwrap_or_default(),
+                        full.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    );
+                    for entry in std::fs::read_dir(&dir)?.flatten() {
+                        let file = entry.file_name().to_string_lossy().into_owned();
+                        if investigator::sources::logfile::wildcard_match(&name, &file) {
+                            read += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                        }
+                    }
+                }
+            }
+        }
+        read += conversation
+            .evidence
+            .items()
+            .iter()
+            .filter(|i| i.kind != "logfile")
+            .map(|i| raw_bytes(i) as u64)
+            .sum::<u64>();
+        println!(
+            "  input the tools read (log bytes scanned + query results): {read} B, ratio {:.0}x",
+            read as f64 / sent.max(1) as f64
+        );
+
+        // 2. A generated log: normal traffic with a rare causal error after the onset.
+        let dir = super::tempfile_dir()?;
+        let path = dir.join("big.log");
+        let started = Instant::now();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        let mut causes = 0u64;
+        for i in 0..lines {
+            let ts = 1_714_557_600 + (i as i64) / 500;
+            let at = chrono::DateTime::from_timestamp(ts, (i % 500) as u32 * 2_000_000)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let line = match i % 10 {
+                _ if i > lines / 2 && i % 9_973 == 0 => {
+                    causes += 1;
+                    json!({"ts": at, "level": "ERROR", "service": "checkout", "msg": format!("{CAUSE} (order {i})")})
+                }
+                0..=5 => {
+                    json!({"ts": at, "level": "INFO", "service": "checkout", "msg": format!("GET /cart/{} 200 in {}ms", i % 1000, i % 90)})
+                }
+                6 | 7 => {
+                    json!({"ts": at, "level": "INFO", "service": "checkout", "msg": format!("order {} created for user {} amount {}.{:02}", i, i % 5000, i % 300, i % 100)})
+                }
+                8 => {
+                    json!({"ts": at, "level": "DEBUG", "service": "cart", "msg": format!("cache hit key=cart:{} ttl={}s", i % 7000, i % 60)})
+                }
+                _ => {
+                    json!({"ts": at, "level": "WARN", "service": "checkout", "msg": format!("slow query on orders took {}ms", 200 + i % 800)})
+                }
+            };
+            writeln!(file, "{line}")?;
+        }
+        file.flush()?;
+        drop(file);
+        let size = std::fs::metadata(&path)?.len() as usize;
+        println!(
+            "\ngenerated log: {lines} lines, {size} B, {causes} causal lines ({:.1}s to write)",
+            started.elapsed().as_secs_f64()
+        );
+        let sources_yaml = format!(
+            "data_sources:\n  logfiles:\n    - name: big\n      paths: [\"{}\"]\n      format: ndjson\n      max_bytes_scanned: 4294967296\n",
+            path.display()
+        );
+        let squads_yaml =
+            "squads:\n  s:\n    members:\n      slack: [U1]\n    grants:\n      - source: big\n";
+        let env = std::collections::HashMap::<String, String>::new();
+        let config = investigator::config::parse(
+            "sources.yaml",
+            &sources_yaml,
+            "squads.yaml",
+            Some(squads_yaml),
+            &env,
+        )?;
+        let sources = Sources::build(&config, &Registry::builtin(), &BuildContext::default());
+        let source = sources
+            .get("big")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("logfile source not built"))?;
+        let access = investigator::access::resolve(&config, &Principal::parse("slack:U1")?)
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let grant = access
+            .grant("big")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no grant"))?;
+        let ctx = CallContext {
+            timeout: std::time::Duration::from_secs(600),
+            ..CallContext::default()
+        };
+        let started = Instant::now();
+        let args = json!({"top": 20});
+        let output = source.call("count_by_pattern", &args, &grant, &ctx).await?;
+        let scan = started.elapsed();
+        let item = EvidenceItem {
+            id: "E1".into(),
+            source: "big".into(),
+            kind: "logfile".into(),
+            tool: "count_by_pattern".into(),
+            arguments: args,
+            statement: output.statement,
+            at: chrono::Utc::now(),
+            duration_ms: scan.as_millis() as u64,
+            content: Some(output.content),
+            error: None,
+            note: output.note,
+            attachments: output.attachments,
+        };
+        let compact = compact_for_model(&item, budget);
+        let kept = compact.contains(CAUSE);
+        println!(
+            "count_by_pattern (top 20) in {:.1}s: raw log {size} B, sent {} B, ratio {:.0}x, causal pattern kept: {kept}",
+            scan.as_secs_f64(),
+            compact.len(),
+            size as f64 / compact.len().max(1) as f64
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(if kept {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 }

@@ -84,6 +84,18 @@ pub fn report_markdown(
         out.push_str("## Evidence\n\n");
         for item in evidence.items() {
             out.push_str(&format!("- {}\n", describe(item)));
+            if let Some(crate::evidence::Content::Table(_)) = &item.content {
+                out.push_str(&format!("  - attachment `{}.csv` (text/csv)\n", item.id));
+            }
+            for a in &item.attachments {
+                out.push_str(&format!(
+                    "  - attachment `{}` ({}, {} B): {}\n",
+                    a.file_name(&item.id),
+                    a.media_type,
+                    a.size,
+                    a.description
+                ));
+            }
         }
         out.push('\n');
     }

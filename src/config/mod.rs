@@ -144,6 +144,8 @@ pub struct Config {
     pub dir: PathBuf,
     pub sources: Vec<SourceEntry>,
     pub squads: BTreeMap<String, SquadConfig>,
+    /// Masking of secrets in evidence (top-level `redaction:` in sources.yaml).
+    pub redaction: RedactionConfig,
     /// Things that are allowed but probably not intended.
     pub warnings: Vec<String>,
 }
@@ -205,7 +207,7 @@ pub fn parse(
     let sources_value = stage_text(sources_file, sources_text, env, &mut errors);
     let squads_value = squads_text.and_then(|text| stage_text(squads_file, text, env, &mut errors));
 
-    let data_sources = sources_value
+    let (data_sources, redaction) = sources_value
         .map(|value| decode_sources(sources_file, value, &mut errors))
         .unwrap_or_default();
     let squads = squads_value
@@ -216,6 +218,7 @@ pub fn parse(
         dir: PathBuf::new(),
         sources: flatten_sources(data_sources),
         squads,
+        redaction,
         warnings: Vec::new(),
     };
     let decoded = errors.len();
@@ -318,8 +321,53 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn decode_sources(file: &str, value: Value, errors: &mut Vec<ConfigError>) -> DataSources {
-    let mut top = expect_mapping(file, "", value, &["data_sources"], errors);
+fn decode_sources(
+    file: &str,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+) -> (DataSources, RedactionConfig) {
+    let mut top = expect_mapping(file, "", value, &["data_sources", "redaction"], errors);
+    let redaction = top
+        .remove("redaction")
+        .filter(|v| !v.is_null())
+        .and_then(|v| decode_all::<RedactionConfig>(file, "redaction", v, errors))
+        .map(|r| check_redaction(file, r, errors))
+        .unwrap_or_default();
+    (decode_data_sources(file, top, errors), redaction)
+}
+
+/// Compiles each extra pattern (no IO); a bad one is reported by index, without its
+/// text, since a pattern may quote what it masks.
+fn check_redaction(
+    file: &str,
+    config: RedactionConfig,
+    errors: &mut Vec<ConfigError>,
+) -> RedactionConfig {
+    for (i, pattern) in config.extra_patterns.iter().enumerate() {
+        if let Err(err) = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+        {
+            let why = match err {
+                regex::Error::CompiledTooBig(_) => "too large",
+                regex::Error::Syntax(_) => "syntax error",
+                _ => "invalid",
+            };
+            errors.push(ConfigError::new(
+                file,
+                format!("redaction.extra_patterns[{i}]"),
+                format!("not a valid regex ({why})"),
+            ));
+        }
+    }
+    config
+}
+
+fn decode_data_sources(
+    file: &str,
+    mut top: serde_json::Map<String, Value>,
+    errors: &mut Vec<ConfigError>,
+) -> DataSources {
     let Some(ds) = top.remove("data_sources") else {
         if errors.iter().all(|e| e.file != file) {
             errors.push(ConfigError::new(
@@ -919,6 +967,28 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
             secret("bearer_token", &c.bearer_token, &mut err);
             secret("password", &c.password, &mut err);
+            if c.bearer_token.is_some() && (c.username.is_some() || c.password.is_some()) {
+                err(
+                    "bearer_token",
+                    "set `bearer_token` or `username`/`password`, not both".into(),
+                );
+            }
+            if c.password.is_some() && c.username.is_none() {
+                err("password", "`password` needs `username`".into());
+            }
+            for (key, label) in [
+                ("namespace_label", &c.namespace_label),
+                ("service_label", &c.service_label),
+            ] {
+                if let Some(label) = label {
+                    let valid = label.chars().enumerate().all(|(i, ch)| {
+                        ch == '_' || ch.is_ascii_alphabetic() || (i > 0 && ch.is_ascii_digit())
+                    });
+                    if label.is_empty() || !valid {
+                        err(key, format!("`{label}` is not a Prometheus label name"));
+                    }
+                }
+            }
         }
         SourceSpec::Logfile(c) => {
             if c.paths.is_empty() {

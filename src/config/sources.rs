@@ -179,6 +179,12 @@ pub struct ElasticsearchConfig {
     pub service_field: Option<String>,
     #[serde(default)]
     pub timestamp_field: Option<String>,
+    /// Default `log.level` (ECS).
+    #[serde(default)]
+    pub level_field: Option<String>,
+    /// Default `message`.
+    #[serde(default)]
+    pub message_field: Option<String>,
     #[serde(default)]
     pub max_hits: Option<u32>,
     #[serde(default)]
@@ -293,6 +299,12 @@ pub struct PrometheusConfig {
     pub timeout: Option<HumanDuration>,
     #[serde(default)]
     pub squad: Option<String>,
+    /// Label that a `namespaces` grant narrows by (default `namespace`).
+    #[serde(default)]
+    pub namespace_label: Option<String>,
+    /// Label that a `services` grant narrows by (default `service`).
+    #[serde(default)]
+    pub service_label: Option<String>,
 }
 
 /// Values of a logfile source's `format`.
@@ -326,4 +338,17 @@ pub struct LogfileConfig {
     /// Most bytes one tool call reads (default 512 MiB).
     #[serde(default)]
     pub max_bytes_scanned: Option<u64>,
+}
+
+/// The top-level `redaction:` section: what is masked in evidence before it reaches
+/// the model, a chat or an exported file (see `guard::redact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// More regexes to mask. A named group `secret` limits the mask to that group.
+    #[serde(default)]
+    pub extra_patterns: Vec<String>,
+    /// Use only `extra_patterns`.
+    #[serde(default)]
+    pub disable_defaults: bool,
 }

@@ -279,3 +279,27 @@ proptest::proptest! {
         let _ = parse("s", &text, "q", Some(&text), &env(&[]));
     }
 }
+
+#[test]
+fn redaction_section_is_typed_and_its_patterns_compiled() {
+    let text = "redaction:\n  extra_patterns: ['ACME-\\d+', '(unclosed']\n  disable_default: true\ndata_sources: {}\n";
+    let found = errors(text, None, &[]);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("redaction.extra_patterns[1]: not a valid regex (syntax error)")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|e| e.contains("disable_default")),
+        "{found:?}"
+    );
+    // The pattern text is never echoed (it may quote what it masks).
+    assert!(!found.iter().any(|e| e.contains("unclosed")), "{found:?}");
+    let ok = "redaction:\n  extra_patterns: ['ACME-\\d+']\ndata_sources: {}\n";
+    let config = parse("sources.yaml", ok, "squads.yaml", None, &env(&[]));
+    match config {
+        Ok(c) => assert_eq!(c.redaction.extra_patterns, vec!["ACME-\\d+".to_string()]),
+        Err(e) => panic!("{e}"),
+    }
+}

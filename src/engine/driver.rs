@@ -18,6 +18,7 @@ use super::investigation::{
 use super::report::Report;
 use crate::access::Access;
 use crate::evidence::{EvidenceItem, EvidenceLog};
+use crate::guard::Redactor;
 use crate::llm::{Message, Model, ToolDef, Usage};
 use crate::sources::CallContext;
 
@@ -80,6 +81,8 @@ pub struct EngineSettings {
     pub per_source_concurrency: usize,
     /// Upper bound for one tool call, whatever the source's own timeouts.
     pub tool_timeout: Duration,
+    /// Masks secrets in results (the configuration's `redaction:` section).
+    pub redactor: Arc<Redactor>,
 }
 
 impl Default for EngineSettings {
@@ -88,6 +91,7 @@ impl Default for EngineSettings {
             budgets: Budgets::default(),
             per_source_concurrency: 4,
             tool_timeout: Duration::from_secs(45),
+            redactor: Redactor::shared_default(),
         }
     }
 }
@@ -196,6 +200,7 @@ impl Engine {
                 evidence: std::mem::take(&mut conversation.evidence),
                 budgets: self.settings.budgets,
                 pricing: self.model.pricing(),
+                redactor: self.settings.redactor.clone(),
             };
             let mut investigation = Investigation::new(setup, question, started);
             let report = loop {
@@ -307,20 +312,32 @@ impl Engine {
                         )
                         .await
                 };
-                let (content, statement, note, error) = match tokio::time::timeout(timeout, run)
-                    .await
-                {
-                    Ok(outcome) => match outcome.result {
-                        Ok(output) => (Some(output.content), output.statement, output.note, None),
-                        Err(err) => (None, attempted(&call), None, Some(err.to_string())),
-                    },
-                    Err(_) => (
-                        None,
-                        attempted(&call),
-                        None,
-                        Some(format!("timed out after {}s", timeout.as_secs())),
-                    ),
-                };
+                let (content, statement, note, error, attachments) =
+                    match tokio::time::timeout(timeout, run).await {
+                        Ok(outcome) => match outcome.result {
+                            Ok(output) => (
+                                Some(output.content),
+                                output.statement,
+                                output.note,
+                                None,
+                                output.attachments,
+                            ),
+                            Err(err) => (
+                                None,
+                                attempted(&call),
+                                None,
+                                Some(err.to_string()),
+                                Vec::new(),
+                            ),
+                        },
+                        Err(_) => (
+                            None,
+                            attempted(&call),
+                            None,
+                            Some(format!("timed out after {}s", timeout.as_secs())),
+                            Vec::new(),
+                        ),
+                    };
                 let duration_ms = (self.clock.now() - at).num_milliseconds().max(0) as u64;
                 let evidence = EvidenceItem {
                     id: String::new(),
@@ -334,6 +351,7 @@ impl Engine {
                     content,
                     error,
                     note,
+                    attachments,
                 };
                 // The investigation stores results in plan order, so the id is known now.
                 events.emit(Event::ToolFinished {

@@ -6,6 +6,7 @@
 //! `submit_report`, and every path ends in a [`Report`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use super::report::{self, submit_report_tool, Report, ReportKind, SUBMIT_REPORT};
 use crate::evidence::{compact_for_model, EvidenceItem, EvidenceLog};
+use crate::guard::Redactor;
 use crate::llm::{
     ContentBlock, Message, ModelRequest, ModelResponse, Pricing, Role, StopReason, ToolChoice,
     ToolDef, Usage,
@@ -103,9 +105,13 @@ pub struct Setup {
     pub evidence: EvidenceLog,
     pub budgets: Budgets,
     pub pricing: Pricing,
+    /// Masks secrets in every result before it is stored, so neither the model, a
+    /// chat, nor an exported file sees them.
+    pub redactor: Arc<Redactor>,
 }
 
 pub struct Investigation {
+    redactor: Arc<Redactor>,
     system: String,
     tools: Vec<ToolDef>,
     routes: HashMap<String, ToolRoute>,
@@ -137,6 +143,7 @@ impl Investigation {
             evidence,
             budgets,
             pricing,
+            redactor,
         } = setup;
         let mut routes = HashMap::new();
         let mut defs = Vec::new();
@@ -158,6 +165,7 @@ impl Investigation {
             Some(_) | None => messages.push(Message::user_text(question)),
         }
         Investigation {
+            redactor,
             system,
             tools: defs,
             routes,
@@ -555,7 +563,7 @@ impl Investigation {
             .map(|o| (o.tool_use_id, o.evidence))
             .collect();
         for call in &planned {
-            let item = by_id
+            let mut item = by_id
                 .remove(&call.tool_use_id)
                 .unwrap_or_else(|| EvidenceItem {
                     id: String::new(),
@@ -569,11 +577,14 @@ impl Investigation {
                     content: None,
                     error: Some("no result (the call was lost)".into()),
                     note: None,
+                    attachments: Vec::new(),
                 });
             if let Some(error) = &item.error {
                 self.not_checked
                     .push(format!("{}.{}: {error}", item.source, item.tool));
             }
+            // Before storing: the stored item is what compaction, reports and exports read.
+            self.redactor.redact_item(&mut item);
             let failed = !item.ok();
             let id = self.evidence.push(item);
             let text = self

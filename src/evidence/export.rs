@@ -1,5 +1,6 @@
 //! Writing a session's evidence to a directory a reader can open: each item whole
-//! as JSON, tables also as CSV, and the report as JSON and Markdown.
+//! as JSON, tables also as CSV, its attachments (charts, NDJSON hits) as files, and
+//! the report as JSON and Markdown.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,11 @@ pub fn write_dir(
             let csv = table.to_csv().map_err(io::Error::other)?;
             std::fs::write(&csv_path, csv)?;
             written.push(csv_path);
+        }
+        for attachment in &item.attachments {
+            let path = dir.join(attachment.file_name(&item.id));
+            std::fs::write(&path, &attachment.bytes)?;
+            written.push(path);
         }
     }
     let report_path = dir.join("report.json");

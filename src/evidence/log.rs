@@ -23,6 +23,9 @@ pub struct EvidenceItem {
     /// Why the call failed (shown to the model and in the report).
     pub error: Option<String>,
     pub note: Option<String>,
+    /// Files that go with the item (charts, NDJSON hits).
+    #[serde(default)]
+    pub attachments: Vec<super::Attachment>,
 }
 
 impl EvidenceItem {
@@ -134,7 +137,32 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
         }
         Some(Content::Json(value)) => {
             out.push('\n');
-            out.push_str(&value.to_string());
+            match super::metrics::series_from_json(value) {
+                // Series are summarised: the points stay in the evidence and the chart.
+                Some(series) => {
+                    let summaries: Vec<_> = series.iter().map(super::metrics::summarize).collect();
+                    out.push_str(&format!("{} series", summaries.len()));
+                    if let Some(note) = &item.note {
+                        out.push_str(&format!(" ({note})"));
+                    }
+                    out.push('\n');
+                    out.push_str(&super::metrics::render_all(
+                        &summaries,
+                        budget.saturating_sub(out.len()),
+                    ));
+                    for a in &item.attachments {
+                        out.push_str(&format!(
+                            "attached for the reader: {} ({})\n",
+                            a.name, a.description
+                        ));
+                    }
+                }
+                None if value.get("kind").and_then(Value::as_str) == Some("log_hits") => {
+                    compact_log_hits(&mut out, item, value, budget);
+                    return clip(out, budget);
+                }
+                None => out.push_str(&value.to_string()),
+            }
         }
         Some(Content::Text(text)) => {
             out.push('\n');
@@ -142,6 +170,121 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
         }
     }
     clip(out, budget)
+}
+
+/// Newest hits shown after the templates.
+const NEWEST_HITS: usize = 20;
+
+/// Log hits as templates with counts (most frequent first, but every template seen
+/// at most a few times is listed before the budget runs out: a rare error is often
+/// the cause), then the newest hits while room is left.
+fn compact_log_hits(out: &mut String, item: &EvidenceItem, value: &Value, budget: usize) {
+    let total = value.get("total").and_then(Value::as_u64).unwrap_or(0);
+    let exact = value
+        .get("total_exact")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let empty = Vec::new();
+    let patterns = value
+        .get("patterns")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let hits = value
+        .get("hits")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    out.push_str(&format!(
+        " — {}{total} hit(s) matched, {} fetched, {} template(s)",
+        if exact { "" } else { "at least " },
+        hits.len(),
+        patterns.len()
+    ));
+    if let Some(note) = &item.note {
+        out.push_str(&format!(" ({note})"));
+    }
+    out.push('\n');
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let line = |p: &Value| {
+        let levels = p
+            .get("levels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        format!(
+            "{}× [{}] {} ({}..{}) e.g. {}\n",
+            p.get("count").and_then(Value::as_u64).unwrap_or(0),
+            levels,
+            text(p, "template"),
+            text(p, "first"),
+            text(p, "last"),
+            clip_value(&Value::String(text(p, "example")), 300)
+                .as_str()
+                .unwrap_or("")
+        )
+    };
+    // Reserve room for the rare templates: the common ones fill at most two thirds.
+    let reserve = budget / 3;
+    let mut shown = vec![false; patterns.len()];
+    for (i, p) in patterns.iter().enumerate() {
+        let l = line(p);
+        if out.len() + l.len() + reserve > budget {
+            break;
+        }
+        out.push_str(&l);
+        shown[i] = true;
+    }
+    for (i, p) in patterns.iter().enumerate().rev() {
+        if shown[i] {
+            continue;
+        }
+        let l = line(p);
+        if out.len() + l.len() + 100 > budget {
+            break;
+        }
+        out.push_str(&format!("(rare) {l}"));
+        shown[i] = true;
+    }
+    let hidden = shown.iter().filter(|s| !**s).count();
+    if hidden > 0 {
+        out.push_str(&format!(
+            "… {hidden} more template(s) in evidence {}\n",
+            item.id
+        ));
+    }
+    // A few newest hits for context; the templates above carry the volume. Room is
+    // kept for the attachment lines.
+    let reserved: usize = item
+        .attachments
+        .iter()
+        .map(|a| a.name.len() + a.description.len() + 40)
+        .sum();
+    out.push_str("newest hits:\n");
+    for h in hits.iter().take(NEWEST_HITS) {
+        let l = format!(
+            "{} {} {} {}\n",
+            text(h, "timestamp"),
+            text(h, "level"),
+            text(h, "service"),
+            clip_value(&Value::String(text(h, "message")), 300)
+                .as_str()
+                .unwrap_or("")
+        );
+        if out.len() + l.len() + reserved + 60 > budget {
+            break;
+        }
+        out.push_str(&l);
+    }
+    for a in &item.attachments {
+        out.push_str(&format!(
+            "attached for the reader: {} ({})\n",
+            a.name, a.description
+        ));
+    }
 }
 
 fn clip_value(value: &Value, max: usize) -> Value {
@@ -177,4 +320,45 @@ pub fn describe(item: &EvidenceItem) -> String {
         "{} {}.{} ({what}): {statement}",
         item.id, item.source, item.tool
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Hundreds of common templates and one rare one: the rare one is in the view.
+    #[test]
+    fn rare_log_templates_survive_compaction() {
+        let mut patterns: Vec<Value> = (0..400)
+            .map(|i| {
+                json!({"template": format!("GET /endpoint{i}/<*> 200 in <*>ms with a fairly long tail of words"), "count": 100_000 - i, "first": "10:00", "last": "10:20", "levels": {"INFO": 1}, "example": format!("GET /endpoint{i}/1 200 in 5ms")})
+            })
+            .collect();
+        patterns.push(json!({"template": "payment gateway rejected connection: TLS certificate expired", "count": 3, "first": "10:15", "last": "10:19", "levels": {"ERROR": 3}, "example": "payment gateway rejected connection: TLS certificate expired"}));
+        let item = EvidenceItem {
+            id: "E1".into(),
+            source: "logs".into(),
+            kind: "elasticsearch".into(),
+            tool: "search_logs".into(),
+            arguments: json!({}),
+            statement: String::new(),
+            at: Utc::now(),
+            duration_ms: 0,
+            content: Some(Content::Json(
+                json!({"kind": "log_hits", "total": 40_000_000, "total_exact": false, "patterns": patterns, "hits": []}),
+            )),
+            error: None,
+            note: None,
+            attachments: Vec::new(),
+        };
+        let view = compact_for_model(&item, 8_000);
+        assert!(view.len() <= 8_000);
+        assert!(
+            view.contains("(rare) 3× [ERROR:3] payment gateway"),
+            "{view}"
+        );
+        assert!(view.contains("at least 40000000 hit(s)"), "{view}");
+        assert!(view.contains("more template(s) in evidence E1"), "{view}");
+    }
 }

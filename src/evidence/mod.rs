@@ -5,6 +5,7 @@
 
 pub mod export;
 pub mod log;
+pub mod metrics;
 pub mod patterns;
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,86 @@ fn clip(text: &str, max: usize) -> String {
     } else {
         let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+/// Most bytes one attachment may hold; a source drops (and says so) anything larger.
+pub const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+/// Most attachments one tool call may return.
+pub const MAX_ATTACHMENTS: usize = 8;
+
+/// A file that goes with an evidence item: a chart, the hits as NDJSON. Written next
+/// to the item on export and listed with the report; never sent to the model.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// File name without the item id (`errors.png`); export prefixes it (`E3-errors.png`).
+    pub name: String,
+    pub media_type: String,
+    /// What it shows, for the report's list.
+    pub description: String,
+    pub size: usize,
+    /// Kept with the evidence (base64 in JSON) so a restart or the API can still
+    /// serve the file.
+    #[serde(rename = "data_base64", with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| serde::de::Error::custom("attachment data is not valid base64"))
+    }
+}
+
+impl Attachment {
+    /// None when `bytes` is over [`MAX_ATTACHMENT_BYTES`].
+    pub fn new(name: &str, media_type: &str, description: String, bytes: Vec<u8>) -> Option<Self> {
+        (bytes.len() <= MAX_ATTACHMENT_BYTES).then(|| Attachment {
+            name: name.to_string(),
+            media_type: media_type.to_string(),
+            description,
+            size: bytes.len(),
+            bytes,
+        })
+    }
+}
+
+impl Attachment {
+    /// The file name on export: the item id, then the name with anything but
+    /// `[A-Za-z0-9._-]` replaced (the name comes from a source).
+    pub fn file_name(&self, item_id: &str) -> String {
+        let safe: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{item_id}-{}", safe.trim_start_matches('.'))
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    // The bytes would flood logs and test output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field("size", &self.size)
+            .finish()
     }
 }
 

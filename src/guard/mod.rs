@@ -1,4 +1,8 @@
-//! Guards between a model's request and a data source: read-only SQL validation.
-//! (Result limits live with each source; redaction arrives with evidence compaction.)
+//! Guards between a model's request and a data source, and between a source's
+//! result and the model: read-only SQL validation and redaction of secrets.
+//! (Result limits live with each source.)
 
+pub mod redact;
 pub mod sql;
+
+pub use redact::{RedactionConfig, Redactor};

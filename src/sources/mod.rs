@@ -3,7 +3,9 @@
 //! A source never decides access: it is handed the principal's [`SourceGrant`] for
 //! its instance on every call and enforces it in what it runs.
 
+pub mod elasticsearch;
 pub mod logfile;
+pub mod prometheus;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use serde_json::Value;
 
 use crate::access::SourceGrant;
 use crate::config::{Config, MasterKey, SourceEntry};
-use crate::evidence::Content;
+use crate::evidence::{Attachment, Content};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,6 +78,8 @@ pub struct ToolOutput {
     pub content: Content,
     /// A line for the reader: caps hit, estimates used.
     pub note: Option<String>,
+    /// Files for the reader (charts, NDJSON hits), capped in size and number.
+    pub attachments: Vec<Attachment>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,15 +128,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &[
-    "bigquery",
-    "elasticsearch",
-    "opensearch",
-    "datadog",
-    "newrelic",
-    "kubernetes",
-    "prometheus",
-];
+pub const PLANNED_KINDS: &[&str] = &["bigquery", "datadog", "newrelic", "kubernetes"];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -143,6 +139,9 @@ impl Registry {
         registry.register("mysql", sql::build);
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
+        registry.register("prometheus", prometheus::build);
+        registry.register("elasticsearch", elasticsearch::build);
+        registry.register("opensearch", elasticsearch::build);
         registry
     }
 

@@ -269,6 +269,7 @@ impl Source for FakeSource {
             statement: format!("search on {}", self.name),
             content: Content::Table(table),
             note: None,
+            attachments: Vec::new(),
         })
     }
     async fn describe(&self, _grant: &SourceGrant, _ctx: &CallContext) -> sources::Result<String> {
@@ -360,6 +361,7 @@ pub async fn world(script: Vec<ModelResponse>, budgets: Budgets, tool_timeout: D
         budgets,
         per_source_concurrency: 2,
         tool_timeout,
+        ..EngineSettings::default()
     };
     let engine = Engine::new(
         Gate::new(sources, store),
@@ -755,4 +757,45 @@ async fn follow_ups_continue_the_conversation_and_its_evidence() {
     );
     let events = recorder.0.lock().map(|e| e.clone()).unwrap_or_default();
     assert!(events.iter().any(|e| matches!(e, Event::ToolFinished { evidence_id, ok: true, .. } if evidence_id == "E1")), "{events:?}");
+}
+
+#[tokio::test]
+async fn secrets_are_masked_before_the_model_or_the_evidence_sees_them() {
+    let config = parse_config(SOURCES, SQUADS);
+    let pay = FakeSource::new(
+        "pay_logs",
+        vec![
+            vec![json!("login failed for ana@shop.example password=hunter2")],
+            vec![json!("charged card 4111 1111 1111 1111 order 1234567")],
+        ],
+    );
+    let mut sources = Sources::default();
+    sources.insert(pay.clone());
+    let store = Store::open_in_memory().await.expect("store");
+    let model = ScriptedModel::new(vec![
+        tool_use(&[("t1", "pay_logs__search", json!({}))]),
+        report("r1", &["E1"]),
+    ]);
+    let engine = Engine::new(
+        Gate::new(sources, store),
+        model.clone(),
+        SteppingClock::new(10),
+        EngineSettings::default(),
+    );
+    let access =
+        access::resolve(&config, &Principal::new(Transport::Slack, "U_PAY")).expect("access");
+    let mut conv = Conversation::default();
+    engine
+        .ask(&access, &mut conv, "system".into(), "why?", &NoEvents)
+        .await;
+    let sent = format!("{:?}", model.requests());
+    let stored = serde_json::to_string(&conv.evidence).expect("json");
+    for secret in ["ana@shop.example", "hunter2", "4111 1111 1111 1111"] {
+        assert!(!sent.contains(secret), "model saw {secret}");
+        assert!(!stored.contains(secret), "evidence kept {secret}");
+    }
+    assert!(sent.contains("order 1234567"), "{sent}");
+    assert!(sent.contains("[redacted:email]"), "{sent}");
+    let note = conv.evidence.get("E1").and_then(|i| i.note.clone());
+    assert_eq!(note.as_deref(), Some("3 value(s) redacted"));
 }

@@ -673,6 +673,7 @@ impl Inner {
             statement: query.statement(TOOL_SEARCH_LOGS, &[("limit", json!(limit))], &stats.files),
             content: Content::Table(table),
             note: join_notes(notes),
+            attachments: Vec::new(),
         })
     }
 
@@ -773,6 +774,7 @@ impl Inner {
             statement: query.statement(TOOL_COUNT_BY_PATTERN, &[("top", json!(top))], &stats.files),
             content: Content::Table(table),
             note: join_notes(notes),
+            attachments: Vec::new(),
         })
     }
 
@@ -858,6 +860,7 @@ impl Inner {
             ),
             content: Content::Table(table),
             note: join_notes(notes),
+            attachments: Vec::new(),
         })
     }
 

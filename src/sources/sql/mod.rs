@@ -211,6 +211,7 @@ impl SqlSource {
             statement: approved.sql,
             content: Content::Table(table),
             note,
+            attachments: Vec::new(),
         })
     }
 
@@ -286,6 +287,7 @@ impl SqlSource {
         Ok(ToolOutput {
             statement: format!("list tables in {}", schemas.join(", ")),
             note: truncation_note(&table),
+            attachments: Vec::new(),
             content: Content::Table(table),
         })
     }
@@ -321,6 +323,7 @@ impl SqlSource {
             statement: format!("describe {schema}.{table}"),
             content: Content::Json(description),
             note: None,
+            attachments: Vec::new(),
         })
     }
 

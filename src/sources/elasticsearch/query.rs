@@ -1,0 +1,179 @@
+//! The query DSL built from tool arguments, index pattern rules, and the parts of
+//! responses that differ between versions.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use super::{glob, Fields};
+
+/// Filters common to every tool.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub service: Option<String>,
+    pub level: Option<String>,
+    pub text: Option<String>,
+    /// The grant's services: always a filter when set, whatever else is asked.
+    pub granted_services: Option<Vec<String>>,
+}
+
+/// Index patterns: lowercase names, `*`, `.`, `-`, `_`; no commas, exclusions
+/// (`-logs`), cross-cluster (`:`), date math (`<…>`) or `_all`, so a pattern means
+/// what it looks like.
+pub fn check_index_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.len() > 255 {
+        return Err("must be 1 to 255 characters".into());
+    }
+    if pattern.starts_with(['-', '_', '+']) || pattern == "_all" {
+        return Err("must not start with -, _ or +".into());
+    }
+    if pattern.starts_with('.') {
+        return Err("hidden and system indices (starting with .) are not searchable".into());
+    }
+    if !pattern
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "*.-_".contains(c))
+    {
+        return Err("only lowercase letters, digits, *, ., - and _ are allowed".into());
+    }
+    Ok(())
+}
+
+/// Whether every index `narrow` can match is matched by `wide`. Index names hold no
+/// `*`, so when `narrow`'s own text matches `wide` each of its `*` falls inside one
+/// of `wide`'s, which then absorbs whatever it stands for.
+pub fn within(narrow: &str, wide: &str) -> bool {
+    glob(wide, narrow)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The `bool` query of `filters`: filter context only (no scoring needed).
+pub fn bool_query(fields: &Fields, filters: &Filters) -> Value {
+    let mut clauses = vec![json!({"range": {fields.timestamp.as_str(): {
+        "gte": ts(filters.start),
+        "lt": ts(filters.end),
+        "format": "strict_date_optional_time"
+    }}})];
+    if let Some(granted) = &filters.granted_services {
+        clauses.push(json!({"terms": {fields.service.as_str(): granted}}));
+    }
+    if let Some(service) = &filters.service {
+        clauses.push(json!({"term": {fields.service.as_str(): service}}));
+    }
+    if let Some(level) = &filters.level {
+        // Levels are stored as written (ERROR, error, Error); match the usual spellings.
+        let mut spellings = vec![
+            level.clone(),
+            level.to_ascii_uppercase(),
+            level.to_ascii_lowercase(),
+        ];
+        let mut chars = level.to_ascii_lowercase();
+        if let Some(first) = chars.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        spellings.push(chars);
+        spellings.sort();
+        spellings.dedup();
+        clauses.push(json!({"terms": {fields.level.as_str(): spellings}}));
+    }
+    if let Some(text) = &filters.text {
+        clauses.push(json!({"simple_query_string": {
+            "query": text,
+            "fields": [fields.message],
+            "default_operator": "and"
+        }}));
+    }
+    json!({"bool": {"filter": clauses}})
+}
+
+/// A page of hits, newest first; `search_after` continues after the last page's
+/// `sort` values. `_doc` breaks ties so pages neither repeat nor skip hits with the
+/// same timestamp (within one index snapshot).
+pub fn search_body(
+    fields: &Fields,
+    filters: &Filters,
+    size: u64,
+    search_after: Option<&Value>,
+) -> Value {
+    let mut body = json!({
+        "size": size,
+        "track_total_hits": 100_000,
+        "query": bool_query(fields, filters),
+        "sort": [
+            {fields.timestamp.as_str(): {"order": "desc", "unmapped_type": "date"}},
+            {"_doc": "asc"}
+        ]
+    });
+    if let Some(after) = search_after {
+        body["search_after"] = after.clone();
+    }
+    body
+}
+
+/// `hits.total`: a number before Elasticsearch 7, `{value, relation}` since (and in
+/// OpenSearch). Returns (count, exact).
+pub fn total_hits(response: &Value) -> Option<(u64, bool)> {
+    match response.pointer("/hits/total")? {
+        Value::Number(n) => n.as_u64().map(|n| (n, true)),
+        Value::Object(o) => {
+            let value = o.get("value")?.as_u64()?;
+            let exact = o.get("relation").and_then(Value::as_str) != Some("gte");
+            Some((value, exact))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_within_patterns() {
+        assert!(within("logs-payment-*", "logs-*"));
+        assert!(within("logs-payment-2024.05.01", "logs-*"));
+        assert!(!within("logs-*", "logs-payment-*"));
+        assert!(!within("errors-*", "logs-*"));
+        assert!(!within("*", "logs-*"));
+        assert!(within("logs-*-x", "logs-*"));
+        assert!(!within("logs-*", "logs-*-x"));
+    }
+
+    #[test]
+    fn odd_patterns_are_refused() {
+        for p in [
+            "",
+            "_all",
+            "-logs",
+            ".security",
+            "logs,secrets",
+            "remote:logs",
+            "<logs-{now/d}>",
+            "Logs",
+        ] {
+            assert!(check_index_pattern(p).is_err(), "{p}");
+        }
+        assert!(check_index_pattern("logs-*").is_ok());
+    }
+
+    #[test]
+    fn totals_of_every_version() {
+        assert_eq!(
+            total_hits(&json!({"hits": {"total": 12}})),
+            Some((12, true))
+        );
+        assert_eq!(
+            total_hits(&json!({"hits": {"total": {"value": 10000, "relation": "gte"}}})),
+            Some((10000, false))
+        );
+        assert_eq!(
+            total_hits(&json!({"hits": {"total": {"value": 3, "relation": "eq"}}})),
+            Some((3, true))
+        );
+        assert_eq!(total_hits(&json!({"hits": {}})), None);
+    }
+}

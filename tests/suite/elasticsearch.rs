@@ -1,0 +1,825 @@
+//! The Elasticsearch/OpenSearch source against an in-process fake that speaks the
+//! real wire format: `_search` with bool filters, sort and `search_after`,
+//! `track_total_hits`, `date_histogram` and `terms` aggregations, `_count`, the
+//! error body (`error.root_cause[].reason`), 429 with `Retry-After`, and the
+//! version differences of `hits.total` (a number before 7, an object since, and in
+//! OpenSearch). It checks what it receives: auth, content type (no
+//! Elasticsearch-only compatibility header), that every query carries the time
+//! range, and which indices are searched.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, TimeZone, Utc};
+use investigator::engine::CallError;
+use investigator::evidence::{compact_for_model, metrics, Content, EvidenceItem};
+use investigator::sources::{CallContext, ToolOutput};
+use serde_json::{json, Value};
+
+use super::common::{parse_config, Harness};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flavor {
+    Es6,
+    Es8,
+    OpenSearch,
+}
+
+#[derive(Default)]
+struct Seen {
+    requests: Vec<(String, Value)>,
+    violations: Vec<String>,
+    throttle: u32,
+}
+
+struct Fake {
+    docs: Vec<(String, Value)>,
+    flavor: Flavor,
+    expected_auth: String,
+    seen: Mutex<Seen>,
+}
+
+type Shared = Arc<Fake>;
+
+fn field<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
+    doc.get(dotted)
+        .or_else(|| doc.pointer(&format!("/{}", dotted.replace('.', "/"))))
+}
+
+fn glob(pattern: &str) -> regex::Regex {
+    let regex = format!("^{}$", regex::escape(pattern).replace("\\*", ".*"));
+    regex::Regex::new(&regex).unwrap_or_else(|e| panic!("{pattern}: {e}"))
+}
+
+fn millis(text: &str) -> i64 {
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(i64::MIN)
+}
+
+fn error(status: StatusCode, kind: &str, reason: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
+            "status": status.as_u16()
+        })),
+    )
+        .into_response()
+}
+
+impl Fake {
+    fn check(&self, headers: &HeaderMap, path: &str, body: &Value) -> Option<Response> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.requests.push((path.to_string(), body.clone()));
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if auth != self.expected_auth {
+            seen.violations.push(format!("bad authorization `{auth}`"));
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "security_exception",
+                "missing authentication credentials",
+            ));
+        }
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type != "application/json" {
+            seen.violations
+                .push(format!("content-type `{content_type}`"));
+        }
+        let filters = body.pointer("/query/bool/filter").and_then(Value::as_array);
+        let has_range = filters.is_some_and(|f| f.iter().any(|c| c.get("range").is_some()));
+        if !has_range {
+            seen.violations
+                .push(format!("query without a time range: {body}"));
+        }
+        if seen.throttle > 0 {
+            seen.throttle -= 1;
+            return Some(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "0")],
+                    axum::Json(json!({"error": {"root_cause": [{"type": "es_rejected_execution_exception", "reason": "rejected execution"}], "type": "es_rejected_execution_exception", "reason": "rejected execution"}, "status": 429})),
+                )
+                    .into_response(),
+            );
+        }
+        None
+    }
+
+    /// Documents of `indices` that pass every filter clause, in sort order.
+    fn matching(&self, indices: &str, body: &Value) -> Vec<(usize, &(String, Value))> {
+        let patterns: Vec<regex::Regex> = indices.split(',').map(glob).collect();
+        let clauses = body
+            .pointer("/query/bool/filter")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut out: Vec<(usize, &(String, Value))> = self
+            .docs
+            .iter()
+            .enumerate()
+            .filter(|(_, (index, _))| patterns.iter().any(|p| p.is_match(index)))
+            .filter(|(_, (_, doc))| clauses.iter().all(|c| passes(doc, c)))
+            .collect();
+        out.sort_by_key(|(pos, (_, doc))| {
+            let t = field(doc, "@timestamp")
+                .and_then(Value::as_str)
+                .map(millis)
+                .unwrap_or(0);
+            (std::cmp::Reverse(t), *pos)
+        });
+        out
+    }
+}
+
+fn passes(doc: &Value, clause: &Value) -> bool {
+    if let Some(range) = clause.get("range").and_then(Value::as_object) {
+        return range.iter().all(|(f, cond)| {
+            let t = field(doc, f)
+                .and_then(Value::as_str)
+                .map(millis)
+                .unwrap_or(i64::MIN);
+            let gte = cond
+                .get("gte")
+                .and_then(Value::as_str)
+                .map(millis)
+                .unwrap_or(i64::MIN);
+            let lt = cond
+                .get("lt")
+                .and_then(Value::as_str)
+                .map(millis)
+                .unwrap_or(i64::MAX);
+            t >= gte && t < lt
+        });
+    }
+    if let Some(terms) = clause.get("terms").and_then(Value::as_object) {
+        return terms.iter().all(|(f, list)| {
+            let v = field(doc, f).cloned().unwrap_or(Value::Null);
+            list.as_array().is_some_and(|l| l.contains(&v))
+        });
+    }
+    if let Some(term) = clause.get("term").and_then(Value::as_object) {
+        return term.iter().all(|(f, v)| field(doc, f) == Some(v));
+    }
+    if let Some(q) = clause.get("simple_query_string") {
+        let text = q
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_lowercase();
+        let message = field(doc, "message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_lowercase();
+        return text.split_whitespace().all(|w| message.contains(w));
+    }
+    false
+}
+
+async fn root(State(fake): State<Shared>) -> Response {
+    let (number, distribution) = match fake.flavor {
+        Flavor::Es6 => ("6.8.23", None),
+        Flavor::Es8 => ("8.13.4", None),
+        Flavor::OpenSearch => ("2.13.0", Some("opensearch")),
+    };
+    let mut version = json!({"number": number, "lucene_version": "9.10.0"});
+    if let Some(d) = distribution {
+        version["distribution"] = json!(d);
+    }
+    axum::Json(json!({"name": "node-1", "cluster_name": "test", "version": version, "tagline": "You Know, for Search"})).into_response()
+}
+
+async fn search(
+    State(fake): State<Shared>,
+    Path(indices): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(response) = fake.check(&headers, &format!("/{indices}/_search"), &body) {
+        return response;
+    }
+    if let Some(terms) = body
+        .pointer("/aggs/top/terms/field")
+        .and_then(Value::as_str)
+    {
+        if terms == "message" {
+            return error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead.");
+        }
+    }
+    let all = fake.matching(&indices, &body);
+    let track = body
+        .get("track_total_hits")
+        .and_then(Value::as_u64)
+        .unwrap_or(10_000) as usize;
+    let total = match fake.flavor {
+        Flavor::Es6 => json!(all.len()),
+        Flavor::Es8 | Flavor::OpenSearch if all.len() > track => {
+            json!({"value": track, "relation": "gte"})
+        }
+        Flavor::Es8 | Flavor::OpenSearch => json!({"value": all.len(), "relation": "eq"}),
+    };
+    let size = body.get("size").and_then(Value::as_u64).unwrap_or(10) as usize;
+    let after = body.get("search_after").and_then(Value::as_array).map(|a| {
+        (
+            a.first().and_then(Value::as_i64).unwrap_or(0),
+            a.get(1).and_then(Value::as_u64).unwrap_or(0) as usize,
+        )
+    });
+    let hits: Vec<Value> = all
+        .iter()
+        .filter(|(pos, (_, doc))| match after {
+            None => true,
+            Some((t, p)) => {
+                let dt = field(doc, "@timestamp").and_then(Value::as_str).map(millis).unwrap_or(0);
+                dt < t || (dt == t && *pos > p)
+            }
+        })
+        .take(size)
+        .map(|(pos, (index, doc))| {
+            let t = field(doc, "@timestamp").and_then(Value::as_str).map(millis).unwrap_or(0);
+            json!({"_index": index, "_id": format!("d{pos}"), "_score": null, "_source": doc, "sort": [t, pos]})
+        })
+        .collect();
+    let mut response = json!({
+        "took": 3, "timed_out": false,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": total, "max_score": null, "hits": hits}
+    });
+    if let Some(hist) = body.pointer("/aggs/over_time/date_histogram") {
+        let step = hist
+            .get("fixed_interval")
+            .and_then(Value::as_str)
+            .and_then(|s| s.trim_end_matches('s').parse::<i64>().ok())
+            .unwrap_or(60)
+            * 1000;
+        let min = hist
+            .pointer("/extended_bounds/min")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let max = hist
+            .pointer("/extended_bounds/max")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let mut buckets = BTreeMap::new();
+        let mut t = min - min.rem_euclid(step);
+        while t <= max {
+            buckets.insert(t, 0u64);
+            t += step;
+        }
+        for (_, (_, doc)) in &all {
+            let dt = field(doc, "@timestamp")
+                .and_then(Value::as_str)
+                .map(millis)
+                .unwrap_or(0);
+            *buckets.entry(dt - dt.rem_euclid(step)).or_default() += 1;
+        }
+        let list: Vec<Value> = buckets
+            .iter()
+            .map(|(k, n)| json!({"key_as_string": Utc.timestamp_millis_opt(*k).single().map(|d| d.to_rfc3339()).unwrap_or_default(), "key": k, "doc_count": n}))
+            .collect();
+        response["aggregations"] = json!({"over_time": {"buckets": list}});
+    }
+    if let Some(f) = body
+        .pointer("/aggs/top/terms/field")
+        .and_then(Value::as_str)
+    {
+        let size = body
+            .pointer("/aggs/top/terms/size")
+            .and_then(Value::as_u64)
+            .unwrap_or(10) as usize;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, (_, doc)) in &all {
+            if let Some(v) = field(doc, f) {
+                *counts
+                    .entry(
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                    .or_default() += 1;
+            }
+        }
+        let mut sorted: Vec<(String, u64)> = counts.into_iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let others: u64 = sorted.iter().skip(size).map(|(_, n)| n).sum();
+        let buckets: Vec<Value> = sorted
+            .iter()
+            .take(size)
+            .map(|(k, n)| json!({"key": k, "doc_count": n}))
+            .collect();
+        response["aggregations"] = json!({"top": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": others, "buckets": buckets}});
+    }
+    axum::Json(response).into_response()
+}
+
+async fn count(
+    State(fake): State<Shared>,
+    Path(indices): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(response) = fake.check(&headers, &format!("/{indices}/_count"), &body) {
+        return response;
+    }
+    let n = fake.matching(&indices, &body).len();
+    axum::Json(
+        json!({"count": n, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}),
+    )
+    .into_response()
+}
+
+/// 20 minutes of payment and identity logs, one line a second each; from 10:15
+/// payment also logs a rare gateway error every 40 seconds.
+fn documents() -> Vec<(String, Value)> {
+    let base = Utc
+        .with_ymd_and_hms(2024, 5, 1, 10, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let mut docs = Vec::new();
+    for i in 0..1200i64 {
+        let t = base + chrono::TimeDelta::seconds(i);
+        let ts = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        docs.push((
+            "logs-payment-2024.05.01".to_string(),
+            json!({"@timestamp": ts, "service": {"name": "checkout"}, "log": {"level": "INFO"}, "message": format!("GET /cart/{} 200 in {}ms", i % 97, 5 + i % 13), "user": {"email": format!("u{i}@shop.example")}}),
+        ));
+        docs.push((
+            "logs-identity-2024.05.01".to_string(),
+            json!({"@timestamp": ts, "service": {"name": "login"}, "log": {"level": "ERROR"}, "message": "identity secret material"}),
+        ));
+        if i >= 900 && i % 40 == 0 {
+            docs.push((
+                "logs-payment-2024.05.01".to_string(),
+                json!({"@timestamp": ts, "service": {"name": "checkout"}, "log": {"level": "ERROR"}, "message": format!("payment gateway timeout after 30000ms order={}", 5000 + i)}),
+            ));
+        }
+    }
+    docs
+}
+
+async fn start(flavor: Flavor, expected_auth: &str) -> (Shared, String) {
+    let fake = Arc::new(Fake {
+        docs: documents(),
+        flavor,
+        expected_auth: expected_auth.to_string(),
+        seen: Mutex::new(Seen::default()),
+    });
+    let app = Router::new()
+        .route("/", get(root))
+        .route("/{indices}/_search", post(search))
+        .route("/{indices}/_count", post(count))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (fake, format!("http://{addr}"))
+}
+
+const SQUADS: &str = r#"
+squads:
+  payment:
+    members:
+      slack: [U_PAY]
+    grants:
+      - source: logs
+        indices: ["logs-payment-*", "secrets-*"]
+        services: [checkout]
+  ops:
+    members:
+      slack: [U_OPS]
+    grants:
+      - source: logs
+"#;
+
+fn sources(kind: &str, url: &str, auth: &str) -> String {
+    format!(
+        "data_sources:\n  {kind}:\n    name: logs\n    hosts: [\"{url}\"]\n{auth}    indices:\n      logs: \"logs-*\"\n      errors: \"errors-*\"\n    max_hits: 1200\n"
+    )
+}
+
+async fn call(h: &Harness, user: &str, tool: &str, args: Value) -> Result<ToolOutput, CallError> {
+    h.gate
+        .call(
+            &h.access(user),
+            "logs",
+            tool,
+            &args,
+            &CallContext::default(),
+        )
+        .await
+        .result
+}
+
+fn window() -> Value {
+    json!({"start": "2024-05-01T10:00:00Z", "end": "2024-05-01T10:20:00Z"})
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+#[tokio::test]
+async fn elasticsearch_8_search_pages_scopes_and_compacts() {
+    let (fake, url) = start(Flavor::Es8, "ApiKey a2V5OnNlY3JldA==").await;
+    let h = Harness::new(parse_config(
+        &sources("elasticsearch", &url, "    api_key: a2V5OnNlY3JldA==\n"),
+        SQUADS,
+    ))
+    .await;
+    let health = h.source("logs").health().await;
+    assert!(
+        health.ok && health.detail == "elasticsearch 8.13.4",
+        "{health:?}"
+    );
+
+    // 1200 INFO + 7 rare errors in the payment index; paged by 500 with search_after.
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 1200})),
+    )
+    .await
+    .expect("search");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    assert_eq!(value["hits"].as_array().map(Vec::len), Some(1200));
+    assert_eq!(value["total"], json!(1207));
+    let statement = &output.statement;
+    assert!(
+        statement.contains("/logs-payment-*/_search (3 page(s))"),
+        "{statement}"
+    );
+    {
+        let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        // Only the granted index within the configured ones; the services filter on
+        // every page; the second page continues after the first.
+        for (path, body) in &seen.requests {
+            assert_eq!(path, "/logs-payment-*/_search");
+            assert!(
+                body.to_string()
+                    .contains(r#"{"terms":{"service.name":["checkout"]}}"#),
+                "{body}"
+            );
+        }
+        assert!(seen.requests[0].1.get("search_after").is_none());
+        assert!(seen.requests[1].1.get("search_after").is_some());
+        assert_eq!(seen.requests.len(), 3);
+    }
+    // Every hit is unique across pages.
+    let ids: std::collections::BTreeSet<String> = value["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| format!("{}{}", h["timestamp"], h["message"]))
+        .collect();
+    assert_eq!(ids.len(), 1200);
+    assert_eq!(output.attachments.len(), 1);
+    assert_eq!(output.attachments[0].name, "hits.ndjson");
+    let ndjson = String::from_utf8_lossy(&output.attachments[0].bytes).into_owned();
+    assert_eq!(ndjson.lines().count(), 1200);
+
+    // The compact view keeps the rare error pattern among 1200 normal lines.
+    let item = EvidenceItem {
+        id: "E1".into(),
+        source: "logs".into(),
+        kind: "elasticsearch".into(),
+        tool: "search_logs".into(),
+        arguments: json!({}),
+        statement: output.statement.clone(),
+        at: Utc::now(),
+        duration_ms: 1,
+        content: Some(output.content.clone()),
+        error: None,
+        note: output.note.clone(),
+        attachments: output.attachments.clone(),
+    };
+    let compact = compact_for_model(&item, 4_000);
+    assert!(
+        compact.contains("payment gateway timeout after <*>"),
+        "{compact}"
+    );
+    assert!(compact.contains("1200 fetched"), "{compact}");
+    let raw = serde_json::to_string(&output.content)
+        .unwrap_or_default()
+        .len()
+        + ndjson.len();
+    assert!(
+        raw / compact.len() >= 20,
+        "ratio {} ({raw} / {})",
+        raw / compact.len(),
+        compact.len()
+    );
+
+    // Refusals: an index outside the grant, a service outside the grant.
+    let err = call(
+        &h,
+        "U_PAY",
+        "count",
+        with(window(), json!({"index": "logs-identity-*"})),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("outside what you may search"), "{err}");
+    let err = call(
+        &h,
+        "U_PAY",
+        "count",
+        with(window(), json!({"service": "login"})),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("outside your grant"), "{err}");
+    let err = call(
+        &h,
+        "U_PAY",
+        "count",
+        with(window(), json!({"index": "logs-*,secrets"})),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("only lowercase"), "{err}");
+
+    // _count, with level and text.
+    let output = call(
+        &h,
+        "U_PAY",
+        "count",
+        with(
+            window(),
+            json!({"level": "error", "text": "gateway timeout"}),
+        ),
+    )
+    .await
+    .expect("count");
+    let Content::Table(t) = &output.content else {
+        panic!("table")
+    };
+    assert_eq!(t.rows[0][0], json!(7));
+    // The unscoped squad searches both configured patterns.
+    let output = call(&h, "U_OPS", "count", window()).await.expect("count");
+    assert!(
+        output.statement.starts_with("POST /errors-*,logs-*/_count"),
+        "{}",
+        output.statement
+    );
+    let Content::Table(t) = &output.content else {
+        panic!("table")
+    };
+    assert_eq!(t.rows[0][0], json!(2407));
+
+    // date_histogram → a series with a change point, and a chart.
+    let output = call(
+        &h,
+        "U_PAY",
+        "count_over_time",
+        with(window(), json!({"level": "ERROR", "interval": "1m"})),
+    )
+    .await
+    .expect("histogram");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    let series = metrics::series_from_json(value).expect("series");
+    let summary = metrics::summarize(&series[0]);
+    assert_eq!(summary.points, 21, "{summary:?}");
+    assert_eq!(output.attachments[0].media_type, "image/png");
+
+    // terms aggregation, and the error body of a bad one.
+    let output = call(
+        &h,
+        "U_OPS",
+        "top_values",
+        with(window(), json!({"field": "service.name"})),
+    )
+    .await
+    .expect("terms");
+    let Content::Table(t) = &output.content else {
+        panic!("table")
+    };
+    assert_eq!(t.rows[0], vec![json!("checkout"), json!(1207)]);
+    let err = call(
+        &h,
+        "U_OPS",
+        "top_values",
+        with(window(), json!({"field": "message"})),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("illegal_argument_exception: Text fields are not optimised"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_versions_and_auth() {
+    // Elasticsearch 6: `hits.total` is a number; basic auth.
+    let (fake, url) = start(Flavor::Es6, "Basic ZWxhc3RpYzpwdw==").await;
+    let h = Harness::new(parse_config(
+        &sources(
+            "elasticsearch",
+            &url,
+            "    username: elastic\n    password: pw\n",
+        ),
+        SQUADS,
+    ))
+    .await;
+    fake.seen.lock().unwrap_or_else(|p| p.into_inner()).throttle = 2;
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 10})),
+    )
+    .await
+    .expect("search after two 429s");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    assert_eq!(value["total"], json!(1207));
+    assert_eq!(fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0), 3);
+    // Beyond the retries, a 429 is reported as the source being unavailable.
+    fake.seen.lock().unwrap_or_else(|p| p.into_inner()).throttle = 5;
+    let err = call(&h, "U_PAY", "count", window())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("rate limiting"), "{err}");
+
+    // OpenSearch: `hits.total` as an object, bearer auth, `distribution` in `/`.
+    let (fake, url) = start(Flavor::OpenSearch, "Bearer tok-123").await;
+    let h = Harness::new(parse_config(
+        &sources("opensearch", &url, "    bearer_token: tok-123\n"),
+        SQUADS,
+    ))
+    .await;
+    let health = h.source("logs").health().await;
+    assert_eq!(health.detail, "opensearch 2.13.0");
+    let output = call(
+        &h,
+        "U_OPS",
+        "search_logs",
+        with(window(), json!({"limit": 5})),
+    )
+    .await
+    .expect("search");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    assert_eq!(value["total"], json!(2407));
+    assert!(
+        output
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("5 of 2407 hits"),
+        "{:?}",
+        output.note
+    );
+    let violations = fake
+        .seen
+        .lock()
+        .map(|s| s.violations.clone())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+
+    // Wrong credentials: the fake answers 401; the source says so without the secret.
+    let (_fake, url) = start(Flavor::Es8, "ApiKey right").await;
+    let h = Harness::new(parse_config(
+        &sources("elasticsearch", &url, "    api_key: wrong-key\n"),
+        SQUADS,
+    ))
+    .await;
+    let err = call(&h, "U_PAY", "count", window())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("refused our credentials"), "{err}");
+    assert!(!err.contains("wrong-key"), "{err}");
+}
+
+/// Through the engine: the model gets the compact views (templates, a series
+/// summary), cites them, and the report lists the chart and the NDJSON hits.
+#[tokio::test]
+async fn evidence_reaches_the_model_compact_and_cited_with_charts() {
+    use investigator::chat::render::report_markdown;
+    use investigator::engine::{Conversation, Engine, EngineSettings, Gate, NoEvents, ReportKind};
+    use investigator::store::Store;
+
+    use super::engine::{report, tool_use, ScriptedModel, SteppingClock};
+
+    let (_fake, url) = start(Flavor::Es8, "ApiKey k").await;
+    let config = parse_config(&sources("elasticsearch", &url, "    api_key: k\n"), SQUADS);
+    let h = Harness::new(config.clone()).await;
+    let model = ScriptedModel::new(vec![
+        tool_use(&[
+            (
+                "t1",
+                "logs__search_logs",
+                with(window(), json!({"limit": 1200})),
+            ),
+            (
+                "t2",
+                "logs__count_over_time",
+                with(window(), json!({"level": "ERROR", "interval": "1m"})),
+            ),
+        ]),
+        report("r1", &["E1", "E2"]),
+    ]);
+    let sources = h.gate.sources().clone();
+    let engine = Engine::new(
+        Gate::new(sources, Store::open_in_memory().await.expect("store")),
+        model.clone(),
+        SteppingClock::new(10),
+        EngineSettings::default(),
+    );
+    let mut conversation = Conversation::default();
+    let outcome = engine
+        .ask(
+            &h.access("U_PAY"),
+            &mut conversation,
+            "system".into(),
+            "why?",
+            &NoEvents,
+        )
+        .await;
+    assert_eq!(outcome.report.kind, ReportKind::Structured);
+    assert!(model.violations().is_empty(), "{:?}", model.violations());
+    let second = format!("{:?}", model.requests()[1].messages);
+    assert!(
+        second.contains("payment gateway timeout after <*>"),
+        "{second}"
+    );
+    assert!(
+        second.contains("differs from baseline 0 2024-05-01T10:15:00Z"),
+        "{second}"
+    );
+    assert!(
+        second.contains("attached for the reader: hits.ndjson"),
+        "{second}"
+    );
+    // The e-mail addresses in the documents never reach the model or the evidence.
+    assert!(!second.contains("@shop.example"));
+    let stored = serde_json::to_string(&conversation.evidence).unwrap_or_default();
+    assert!(!stored.contains("@shop.example"));
+    let items = conversation.evidence.items();
+    let ndjson = String::from_utf8_lossy(&items[0].attachments[0].bytes).into_owned();
+    assert_eq!(ndjson.lines().count(), 1200);
+    assert!(!ndjson.contains("@shop.example"), "attachment not redacted");
+    assert!(ndjson.contains("[redacted:email]"));
+    assert_eq!(
+        items[0].note.as_deref().map(|n| n.contains("redacted")),
+        Some(true)
+    );
+    assert!(second.len() < 40_000, "{}", second.len());
+    let markdown = report_markdown(
+        "why?",
+        &outcome.report,
+        &conversation.evidence,
+        Some(&outcome),
+    );
+    assert!(
+        markdown.contains("`E1-hits.ndjson` (application/x-ndjson"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("`E2-count_over_time.png` (image/png"),
+        "{markdown}"
+    );
+}
