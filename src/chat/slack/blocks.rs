@@ -123,7 +123,14 @@ pub fn report_messages(
                 let lines: Vec<String> = f
                     .timeline
                     .iter()
-                    .map(|e| format!("• {} — {}{}", escape(&e.time), escape(&e.event), ids(&e.evidence)))
+                    .map(|e| {
+                        format!(
+                            "• {} — {}{}",
+                            escape(&e.time),
+                            escape(&e.event),
+                            ids(&e.evidence)
+                        )
+                    })
                     .collect();
                 sections(&mut blocks, &format!("*Timeline*\n{}", lines.join("\n")));
             }
@@ -151,9 +158,15 @@ pub fn report_messages(
                 );
             }
             if !f.open_questions.is_empty() {
-                let lines: Vec<String> =
-                    f.open_questions.iter().map(|q| format!("• {}", escape(q))).collect();
-                sections(&mut blocks, &format!("*Open questions*\n{}", lines.join("\n")));
+                let lines: Vec<String> = f
+                    .open_questions
+                    .iter()
+                    .map(|q| format!("• {}", escape(q)))
+                    .collect();
+                sections(
+                    &mut blocks,
+                    &format!("*Open questions*\n{}", lines.join("\n")),
+                );
             }
         }
         (ReportKind::Structured, None) | (ReportKind::Unstructured, _) => {
@@ -200,7 +213,9 @@ pub fn report_messages(
              "text": {"type": "plain_text", "text": "Mark answer wrong"}}
         ]
     }));
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": footer(outcome)}]}));
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": footer(outcome)}]}),
+    );
     let fallback: String = fallback.chars().take(MAX_FALLBACK_CHARS).collect();
     blocks
         .chunks(MAX_BLOCKS)
@@ -222,7 +237,12 @@ mod tests {
 
     #[test]
     fn split_respects_limit_and_keeps_everything() {
-        let text = format!("{}\n{}\n{}", "a".repeat(2000), "b".repeat(2000), "é".repeat(7000));
+        let text = format!(
+            "{}\n{}\n{}",
+            "a".repeat(2000),
+            "b".repeat(2000),
+            "é".repeat(7000)
+        );
         let parts = split_text(&text, MAX_SECTION_CHARS);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_SECTION_CHARS));
         assert_eq!(parts.concat(), text);

@@ -42,9 +42,7 @@ pub fn verify(
     if (now_unix - ts).abs() > MAX_SKEW_SECS {
         return Err(Error::Stale);
     }
-    let hex_sig = signature
-        .strip_prefix("v0=")
-        .ok_or(Error::BadSignature)?;
+    let hex_sig = signature.strip_prefix("v0=").ok_or(Error::BadSignature)?;
     let expected = hex::decode(hex_sig).map_err(|_| Error::BadSignature)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
         .map_err(|_| Error::BadSignature)?;
@@ -127,8 +125,7 @@ impl SlashCommand {
 
     /// Direct messages have `D…` ids (Slack also names them `directmessage`).
     pub fn is_direct(&self) -> bool {
-        self.channel_id.starts_with('D')
-            || self.channel_name.as_deref() == Some("directmessage")
+        self.channel_id.starts_with('D') || self.channel_name.as_deref() == Some("directmessage")
     }
 }
 
@@ -189,7 +186,10 @@ mod tests {
         let body = br#"{"type":"event_callback"}"#;
         let now = 1_700_000_000;
         let sig = sign(&secret, now, body);
-        assert_eq!(verify(&secret, Some(&now.to_string()), Some(&sig), body, now), Ok(()));
+        assert_eq!(
+            verify(&secret, Some(&now.to_string()), Some(&sig), body, now),
+            Ok(())
+        );
         assert_eq!(
             verify(&secret, Some(&now.to_string()), Some(&sig), b"{}", now),
             Err(Error::BadSignature)
@@ -200,7 +200,10 @@ mod tests {
             verify(&secret, Some(&old.to_string()), Some(&old_sig), body, now),
             Err(Error::Stale)
         );
-        assert_eq!(verify(&secret, None, Some(&sig), body, now), Err(Error::MissingHeaders));
+        assert_eq!(
+            verify(&secret, None, Some(&sig), body, now),
+            Err(Error::MissingHeaders)
+        );
         assert_eq!(
             verify(&secret, Some(&now.to_string()), Some("v0=zz"), body, now),
             Err(Error::BadSignature)

@@ -71,7 +71,10 @@ async fn events_endpoint(
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
-    if let Some(retry) = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()) {
+    if let Some(retry) = headers
+        .get("x-slack-retry-num")
+        .and_then(|v| v.to_str().ok())
+    {
         // Deduplication is by event id in the service; this is for the logs.
         tracing::info!(retry, "Slack retried an event");
     }

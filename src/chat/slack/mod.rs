@@ -28,8 +28,8 @@ use crate::config::interpolate::Env;
 use crate::config::Secret;
 
 pub use service::{
-    Feedback, FeedbackKind, FeedbackSink, MemoryFeedback, MemoryProcessedEvents,
-    MemoryThreads, ProcessedEvents, SlackService, ThreadOwners,
+    Feedback, FeedbackKind, FeedbackSink, MemoryFeedback, MemoryProcessedEvents, MemoryThreads,
+    ProcessedEvents, SlackService, ThreadOwners,
 };
 
 #[derive(Debug, thiserror::Error)]

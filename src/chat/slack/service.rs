@@ -209,7 +209,8 @@ pub fn session_key(channel: &str, thread_ts: &str) -> String {
     format!("slack:{channel}:{thread_ts}")
 }
 
-const HINT: &str = "Ask me a question about a production problem, e.g. `@investigator why is checkout erroring?`";
+const HINT: &str =
+    "Ask me a question about a production problem, e.g. `@investigator why is checkout erroring?`";
 
 impl SlackService {
     /// Learns the bot's own user id (auth.test) so its own messages are ignored.
@@ -315,9 +316,7 @@ impl SlackService {
             if raw.contains(&tag) {
                 return None;
             }
-            self.threads
-                .owner(&session_key(&channel, &thread))
-                .await?;
+            self.threads.owner(&session_key(&channel, &thread)).await?;
             thread
         };
         Some(Question {
@@ -478,7 +477,11 @@ impl SlackService {
         }
         let mut lease = self.sessions.lease(&session).await;
         let progress = self
-            .post(&q.channel, &q.thread_ts, ":hourglass_flowing_sand: Investigating…")
+            .post(
+                &q.channel,
+                &q.thread_ts,
+                ":hourglass_flowing_sand: Investigating…",
+            )
             .await;
         let (sink, updater) = match &progress {
             Some(posted) => {
@@ -584,7 +587,9 @@ impl SlackService {
             )
             .await;
         }
-        self.threads.set_owner(&session, access.squads.clone()).await;
+        self.threads
+            .set_owner(&session, access.squads.clone())
+            .await;
     }
 
     /// Squads whose Slack user groups (squads.yaml `slack_usergroups`) include `user`.

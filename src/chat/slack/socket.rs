@@ -69,7 +69,11 @@ pub async fn run(
 }
 
 /// One connection, until it closes.
-async fn connect_once(web: &WebClient, app_token: &Secret, service: &Arc<SlackService>) -> Result<()> {
+async fn connect_once(
+    web: &WebClient,
+    app_token: &Secret,
+    service: &Arc<SlackService>,
+) -> Result<()> {
     let url = web.apps_connections_open(app_token).await?;
     // The URL carries a ticket; it is not logged.
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
@@ -94,7 +98,9 @@ async fn connect_once(web: &WebClient, app_token: &Secret, service: &Arc<SlackSe
         if let Some(id) = &envelope.envelope_id {
             // Ack first: Slack redelivers an envelope not acked within 3 s.
             socket
-                .send(Message::Text(json!({ "envelope_id": id }).to_string().into()))
+                .send(Message::Text(
+                    json!({ "envelope_id": id }).to_string().into(),
+                ))
                 .await?;
         }
         match envelope.kind.as_str() {

@@ -177,7 +177,11 @@ impl WebClient {
                     .map(Duration::from_secs)
                     .unwrap_or(Duration::from_secs(1))
                     .min(MAX_RETRY_AFTER);
-                tracing::warn!(method, wait_s = wait.as_secs(), "Slack rate limited; waiting");
+                tracing::warn!(
+                    method,
+                    wait_s = wait.as_secs(),
+                    "Slack rate limited; waiting"
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
