@@ -567,11 +567,20 @@ mod slack_bench {
             }),
         );
         let fake_addr = listen(fake).await?;
-        let store = std::env::temp_dir().join(format!("investigator-bench-{}.db", uuid::Uuid::new_v4()));
-        let app = App::build(dir, &store.display().to_string(), ModelChoice::Offline, &ProcessEnv)
-            .await
-            .context("building the app")?;
-        let web = WebClient::new(&format!("http://{fake_addr}/api/"), Secret::new("xoxb-bench"))?;
+        let store =
+            std::env::temp_dir().join(format!("investigator-bench-{}.db", uuid::Uuid::new_v4()));
+        let app = App::build(
+            dir,
+            &store.display().to_string(),
+            ModelChoice::Offline,
+            &ProcessEnv,
+        )
+        .await
+        .context("building the app")?;
+        let web = WebClient::new(
+            &format!("http://{fake_addr}/api/"),
+            Secret::new("xoxb-bench"),
+        )?;
         let service = SlackService::start(
             Arc::new(app),
             web,
@@ -637,6 +646,10 @@ mod slack_bench {
             ms(latencies.last().copied().unwrap_or_default())
         );
         let _ = std::fs::remove_file(&store);
-        Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 }

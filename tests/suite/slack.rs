@@ -24,12 +24,13 @@ const WAIT: Duration = Duration::from_secs(90);
 struct Harness {
     fake: FakeSlack,
     service: Arc<SlackService>,
+    feedback: Arc<MemoryFeedback>,
     url: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
-async fn service(fake: &FakeSlack) -> (Arc<SlackService>, tempfile::TempDir) {
+async fn service(fake: &FakeSlack) -> (Arc<SlackService>, Arc<MemoryFeedback>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store.db");
     let demo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo"));
@@ -42,21 +43,22 @@ async fn service(fake: &FakeSlack) -> (Arc<SlackService>, tempfile::TempDir) {
     .await
     .expect("app");
     let web = WebClient::new(&fake.api_url(), Secret::new(BOT_TOKEN)).expect("client");
+    let feedback = Arc::new(MemoryFeedback::default());
     let service = SlackService::start(
         Arc::new(app),
         web,
         Arc::new(MemoryProcessedEvents::new(1000)),
         Arc::new(MemoryThreads::new(1000)),
-        Arc::new(MemoryFeedback::default()),
+        feedback.clone(),
     )
     .await
     .expect("service");
-    (service, dir)
+    (service, feedback, dir)
 }
 
 async fn harness() -> Harness {
     let fake = FakeSlack::start().await;
-    let (service, dir) = service(&fake).await;
+    let (service, feedback, dir) = service(&fake).await;
     let app = router(HttpState::new(service.clone(), Secret::new(SIGNING_SECRET)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -68,6 +70,7 @@ async fn harness() -> Harness {
     Harness {
         fake,
         service,
+        feedback,
         url: format!("http://{addr}"),
         http: reqwest::Client::new(),
         _dir: dir,
@@ -238,6 +241,33 @@ async fn mention_gets_a_threaded_report_with_files_and_a_follow_up_continues() {
     assert_eq!(h.send_ok(&event("Ev3", own)).await, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.reports_in(ts).len(), 2);
+
+    // "Mark answer wrong" is stored as feedback for this session.
+    let payload = json!({"type": "block_actions", "user": {"id": "U0DEMO"}, "channel": {"id": "C0DEMO"},
+        "message": {"ts": "1700000000.000009", "thread_ts": ts},
+        "actions": [{"action_id": "mark_wrong", "value": "forged"}]});
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+    let now = chrono::Utc::now().timestamp();
+    let response = h
+        .http
+        .post(format!("{}/slack/interactions", h.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", now.to_string())
+        .header(
+            "x-slack-signature",
+            sign(&Secret::new(SIGNING_SECRET), now, form.as_bytes()),
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| !h.feedback.items().is_empty())
+            .await
+    );
+    assert_eq!(h.feedback.items()[0].session, key);
     assert!(h.fake.violations().is_empty(), "{:?}", h.fake.violations());
 }
 
@@ -306,6 +336,32 @@ async fn a_squad_channel_never_shows_another_squads_data() {
     );
     let posted = h.fake.posted_texts().join("\n");
     assert!(posted.contains("squads.yaml"), "{posted}");
+
+    // In an unbound channel, a thread answered for checkout is not continued by
+    // identity's member (who would otherwise see checkout's session).
+    let ts4 = "1700000200.001000";
+    h.send_ok(&event(
+        "Ev13",
+        mention("U0DEMO", "C0OPEN", ts4, "why is checkout erroring?"),
+    ))
+    .await;
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts4) == 1)
+            .await
+    );
+    let reply = json!({"type": "message", "user": "U0IDENTITY", "channel": "C0OPEN", "channel_type": "channel",
+        "ts": "1700000200.001100", "thread_ts": ts4, "text": "show me the payment rows"});
+    h.send_ok(&event("Ev14", reply)).await;
+    assert!(
+        h.fake
+            .wait_for(WAIT, |f| f
+                .posted_texts()
+                .iter()
+                .any(|t| t.contains("different squad scope")))
+            .await
+    );
+    assert_eq!(h.reports_in(ts4).len(), 1);
 }
 
 #[tokio::test]
@@ -439,7 +495,7 @@ async fn a_429_from_post_message_is_waited_out() {
 #[tokio::test]
 async fn socket_mode_acks_envelopes_and_reconnects_after_a_drop() {
     let fake = FakeSlack::start().await;
-    let (service, _dir) = service(&fake).await;
+    let (service, _feedback, _dir) = service(&fake).await;
     fake.drop_first_socket();
     let envelope = |id: &str, event_id: &str, ts: &str| {
         json!({"envelope_id": id, "type": "events_api", "accepts_response_payload": false,

@@ -464,16 +464,25 @@ impl SlackService {
                 return;
             }
         };
-        if let Some(owner) = self.threads.owner(&session).await {
-            if owner != access.squads {
-                self.post(
-                    &q.channel,
-                    &q.thread_ts,
-                    "This thread's investigation was run with a different squad scope than yours, so I can't continue it for you. Start a new thread and I'll investigate with your access.",
-                )
-                .await;
-                return;
+        // Claimed before the investigation, so replies sent while it runs queue on
+        // the session's lease instead of being ignored.
+        let owner = match self.threads.owner(&session).await {
+            Some(owner) => owner,
+            None => {
+                self.threads
+                    .set_owner(&session, access.squads.clone())
+                    .await;
+                access.squads.clone()
             }
+        };
+        if owner != access.squads {
+            self.post(
+                &q.channel,
+                &q.thread_ts,
+                "This thread's investigation was run with a different squad scope than yours, so I can't continue it for you. Start a new thread and I'll investigate with your access.",
+            )
+            .await;
+            return;
         }
         let mut lease = self.sessions.lease(&session).await;
         let progress = self
@@ -587,9 +596,6 @@ impl SlackService {
             )
             .await;
         }
-        self.threads
-            .set_owner(&session, access.squads.clone())
-            .await;
     }
 
     /// Squads whose Slack user groups (squads.yaml `slack_usergroups`) include `user`.

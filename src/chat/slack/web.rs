@@ -306,7 +306,8 @@ impl WebClient {
                 .await
                 .map_err(|source| Error::Http {
                     method: "file upload".into(),
-                    source,
+                    // The upload URL is a short-lived capability: keep it out of logs.
+                    source: source.without_url(),
                 })?;
             if !response.status().is_success() {
                 return Err(Error::Response {
