@@ -41,7 +41,7 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn verified(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+fn verified(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Result<(), StatusCode> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     events::verify(
         &state.secret,
@@ -52,7 +52,7 @@ fn verified(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Result<(), R
     )
     .map_err(|err| {
         tracing::warn!(error = %err, "refused a Slack request");
-        (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
+        StatusCode::UNAUTHORIZED
     })
 }
 
@@ -62,7 +62,7 @@ async fn events_endpoint(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = verified(&state, &headers, &body) {
-        return refused;
+        return (refused, "invalid request signature").into_response();
     }
     let callback: Callback = match serde_json::from_slice(&body) {
         Ok(callback) => callback,
@@ -97,7 +97,7 @@ async fn commands_endpoint(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = verified(&state, &headers, &body) {
-        return refused;
+        return (refused, "invalid request signature").into_response();
     }
     let command = match SlashCommand::from_form(&body) {
         Ok(command) => command,
@@ -118,7 +118,7 @@ async fn interactions_endpoint(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = verified(&state, &headers, &body) {
-        return refused;
+        return (refused, "invalid request signature").into_response();
     }
     let interaction = match Interaction::from_form(&body) {
         Ok(interaction) => interaction,

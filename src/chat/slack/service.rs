@@ -98,9 +98,12 @@ impl ProcessedEvents for MemoryProcessedEvents {
     }
 }
 
+/// Owners by session key, and the keys in insertion order (for the bound).
+type OwnerMap = (HashMap<String, Vec<String>>, VecDeque<String>);
+
 /// Bounded like [`MemoryProcessedEvents`].
 pub struct MemoryThreads {
-    inner: Mutex<(HashMap<String, Vec<String>>, VecDeque<String>)>,
+    inner: Mutex<OwnerMap>,
     capacity: usize,
 }
 
@@ -153,10 +156,13 @@ impl FeedbackSink for MemoryFeedback {
     }
 }
 
+/// When a group's members were read, and who they were.
+type CachedGroup = (Instant, Arc<Vec<String>>);
+
 /// User group membership, cached: usergroups.users.list is a tier-2 method.
 struct UserGroups {
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Arc<Vec<String>>)>>,
+    cache: Mutex<HashMap<String, CachedGroup>>,
 }
 
 impl UserGroups {
