@@ -526,3 +526,21 @@ async fn socket_mode_acks_envelopes_and_reconnects_after_a_drop() {
     let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+#[tokio::test]
+async fn a_direct_message_is_answered_in_its_thread() {
+    let h = harness().await;
+    let ts = "1700000700.000100";
+    let dm = json!({"type": "message", "user": "U0DEMO", "channel": "D0DEMODM", "channel_type": "im",
+        "ts": ts, "text": "why is checkout erroring?"});
+    assert_eq!(h.send_ok(&event("Ev60", dm)).await, 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 1)
+            .await
+    );
+    let reports = h.reports_in(ts);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["channel"], "D0DEMODM");
+    assert!(reports[0]["blocks"].to_string().contains("Root cause"));
+}
