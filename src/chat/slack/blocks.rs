@@ -235,6 +235,67 @@ pub fn report_messages(
 mod tests {
     use super::*;
 
+    use crate::engine::report::{Claim, TimelineEvent};
+    use crate::engine::{Confidence, Findings};
+
+    #[test]
+    fn a_long_report_becomes_several_messages_within_limits() {
+        let findings = Findings {
+            root_cause: Claim {
+                summary: "pool <exhausted> & co".into(),
+                evidence: vec!["E1".into()],
+            },
+            timeline: (0..2000)
+                .map(|i| TimelineEvent {
+                    time: format!("12:{:02}", i % 60),
+                    event: "x".repeat(90),
+                    evidence: vec!["E1".into()],
+                })
+                .collect(),
+            affected_components: vec![],
+            recommended_actions: vec![],
+            confidence: Confidence::Medium,
+            open_questions: vec![],
+        };
+        let report = Report {
+            kind: ReportKind::Structured,
+            findings: Some(findings),
+            text: None,
+            partial: true,
+            partial_reason: Some("the token budget ran out".into()),
+            not_checked: vec!["checkout_db: connection refused".into()],
+            cited: vec!["E1".into()],
+        };
+        let outcome = Outcome {
+            report: report.clone(),
+            usage: Default::default(),
+            cost_usd: 0.01,
+            turns: 3,
+            tool_calls: 4,
+            duration_ms: 1500,
+            new_evidence: vec![],
+        };
+        let messages = report_messages(&report, &EvidenceLog::default(), &[], &outcome, "s");
+        assert!(messages.len() >= 2);
+        for m in &messages {
+            assert!(m.blocks.len() <= MAX_BLOCKS);
+            assert!(!m.text.is_empty());
+            for b in &m.blocks {
+                let text = b
+                    .pointer("/text/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                assert!(text.chars().count() <= MAX_SECTION_CHARS);
+            }
+        }
+        let all = serde_json::to_string(&messages.iter().map(|m| &m.blocks).collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert!(all.contains("pool &lt;exhausted&gt; &amp; co"));
+        assert!(all.contains("Partial report") && all.contains("token budget"));
+        assert!(all.contains("Not checked") && all.contains("connection refused"));
+        assert!(all.contains("4 tool call(s)"));
+    }
+
     #[test]
     fn split_respects_limit_and_keeps_everything() {
         let text = format!(
