@@ -1,6 +1,7 @@
 //! The composition root: configuration → sources → store → model → engine. The
 //! CLI, the API and the chat transports all start from here.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +160,15 @@ impl App {
         access::resolve(&self.config, principal)
     }
 
+    /// [`App::resolve`] plus squads a transport learned elsewhere (Slack user groups).
+    pub fn resolve_with(
+        &self,
+        principal: &Principal,
+        extra_squads: &BTreeSet<String>,
+    ) -> std::result::Result<Access, Denial> {
+        access::resolve_with(&self.config, principal, extra_squads.clone())
+    }
+
     /// Answers a question for `principal` in `conversation` (a new or continued thread).
     pub async fn ask(
         &self,
@@ -167,7 +177,20 @@ impl App {
         question: &str,
         events: &dyn EventSink,
     ) -> std::result::Result<Outcome, Denial> {
-        let access = match self.resolve(principal) {
+        self.ask_with(principal, &BTreeSet::new(), conversation, question, events)
+            .await
+    }
+
+    /// [`App::ask`] with extra squads from the transport (see [`App::resolve_with`]).
+    pub async fn ask_with(
+        &self,
+        principal: &Principal,
+        extra_squads: &BTreeSet<String>,
+        conversation: &mut Conversation,
+        question: &str,
+        events: &dyn EventSink,
+    ) -> std::result::Result<Outcome, Denial> {
+        let access = match self.resolve_with(principal, extra_squads) {
             Ok(access) => access,
             Err(denial) => {
                 let args = serde_json::json!({ "question": question });

@@ -49,6 +49,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         iterations: usize,
     },
+    /// Ack latency of signed Events API requests sent at a steady rate from
+    /// loopback to the Slack router (each event then posts to a loopback fake Web API).
+    SlackAck {
+        /// Events per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Configuration directory for the App (the demo's by default).
+        #[arg(long, default_value = "config/demo")]
+        dir: std::path::PathBuf,
+    },
 }
 
 const GUARD_CORPUS: &[&str] = &[
@@ -72,6 +84,9 @@ pub async fn run(command: BenchCommand, config_dir: &Path) -> anyhow::Result<Exi
         BenchCommand::Query { url, iterations } => bench_query(&url, iterations, config_dir).await,
         BenchCommand::Engine { investigations } => engine_bench::run(investigations).await,
         BenchCommand::Compaction { demo_dir, lines } => compaction::run(&demo_dir, lines).await,
+        BenchCommand::SlackAck { rate, seconds, dir } => {
+            slack_bench::run(rate, seconds, &dir).await
+        }
     }
 }
 
@@ -717,6 +732,133 @@ mod compaction {
         );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(if kept {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+mod slack_bench {
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use serde_json::json;
+
+    use investigator::app::{App, ModelChoice};
+    use investigator::chat::slack::events::sign;
+    use investigator::chat::slack::http::{router, HttpState};
+    use investigator::chat::slack::web::WebClient;
+    use investigator::chat::slack::{
+        MemoryFeedback, MemoryProcessedEvents, MemoryThreads, SlackService,
+    };
+    use investigator::config::{interpolate::ProcessEnv, Secret};
+
+    use super::percentile;
+
+    async fn listen(app: Router) -> anyhow::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(addr)
+    }
+
+    pub async fn run(rate: u32, seconds: u64, dir: &Path) -> anyhow::Result<ExitCode> {
+        // A Web API that answers everything at once, so only our side is measured.
+        let fake = Router::new().route(
+            "/api/{method}",
+            post(|| async {
+                Json(json!({"ok": true, "user_id": "UBENCHBOT", "channel": "C0BENCH", "ts": "1.000001"}))
+            }),
+        );
+        let fake_addr = listen(fake).await?;
+        let store =
+            std::env::temp_dir().join(format!("investigator-bench-{}.db", uuid::Uuid::new_v4()));
+        let app = App::build(
+            dir,
+            &store.display().to_string(),
+            ModelChoice::Offline,
+            &ProcessEnv,
+        )
+        .await
+        .context("building the app")?;
+        let web = WebClient::new(
+            &format!("http://{fake_addr}/api/"),
+            Secret::new("xoxb-bench"),
+        )?;
+        let service = SlackService::start(
+            Arc::new(app),
+            web,
+            Arc::new(MemoryProcessedEvents::new(100_000)),
+            Arc::new(MemoryThreads::new(100_000)),
+            Arc::new(MemoryFeedback::default()),
+        )
+        .await?;
+        let secret = Secret::new("bench-signing-secret");
+        let addr = listen(router(HttpState::new(service, secret.clone()))).await?;
+        let url = format!("http://{addr}/slack/events");
+        let client = reqwest::Client::new();
+        let total = (rate as u64 * seconds) as usize;
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut handles = Vec::with_capacity(total);
+        println!("slack ack latency: {total} signed app_mention events at {rate}/s from loopback");
+        for i in 0..total {
+            ticker.tick().await;
+            // An unknown user in an unbound channel: each event reacts, audits the
+            // refusal and posts it, after the ack.
+            let body = json!({"type": "event_callback", "team_id": "TBENCH", "event_id": format!("EvB{i}"),
+                "event": {"type": "app_mention", "user": "U0BENCHUSER", "channel": "C0BENCH",
+                          "ts": format!("1700000000.{i:06}"), "text": "<@UBENCHBOT> why?"}})
+            .to_string();
+            let client = client.clone();
+            let url = url.clone();
+            let secret = secret.clone();
+            handles.push(tokio::spawn(async move {
+                let now = chrono::Utc::now().timestamp();
+                let signature = sign(&secret, now, body.as_bytes());
+                let started = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-slack-request-timestamp", now.to_string())
+                    .header("x-slack-signature", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                let elapsed = started.elapsed();
+                match response {
+                    Ok(r) if r.status().is_success() => Some(elapsed),
+                    Ok(_) | Err(_) => None,
+                }
+            }));
+        }
+        let mut latencies = Vec::with_capacity(total);
+        let mut failed = 0;
+        for handle in handles {
+            match handle.await {
+                Ok(Some(d)) => latencies.push(d),
+                Ok(None) | Err(_) => failed += 1,
+            }
+        }
+        latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "acked {} (failed {failed}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latencies.len(),
+            ms(percentile(&latencies, 0.50)),
+            ms(percentile(&latencies, 0.99)),
+            ms(latencies.last().copied().unwrap_or_default())
+        );
+        let _ = std::fs::remove_file(&store);
+        Ok(if failed == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

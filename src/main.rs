@@ -104,6 +104,12 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Run the Slack bot (Socket Mode or the HTTP Events API; see README, "Slack").
+    Slack {
+        /// Use the offline runbook planner even when ANTHROPIC_API_KEY is set.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Encrypted secrets for the configuration.
     Secrets {
         #[command(subcommand)]
@@ -381,6 +387,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs {
             command: LogsCommand::Templates { file },
         } => log_templates(&file),
+        Command::Slack { offline } => {
+            let app = build_app(&cli.config, &cli.store, offline).await?;
+            let settings = investigator::chat::slack::SlackSettings::from_env(&ProcessEnv)?;
+            eprintln!("slack: {:?} mode", settings.mode);
+            investigator::chat::slack::run(Arc::new(app), settings, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { command } => bench::run(command, &cli.config).await,
         Command::Demo {
             command: Some(command),

@@ -229,7 +229,17 @@ impl fmt::Display for Denial {
 
 /// Resolves a principal against the configuration. Deny by default.
 pub fn resolve(config: &Config, principal: &Principal) -> std::result::Result<Access, Denial> {
-    let member_of: BTreeSet<String> = config
+    resolve_with(config, principal, BTreeSet::new())
+}
+
+/// Like [`resolve`], adding squads the transport learned elsewhere (Slack user
+/// groups): only squads that exist in the configuration count.
+pub fn resolve_with(
+    config: &Config,
+    principal: &Principal,
+    extra: BTreeSet<String>,
+) -> std::result::Result<Access, Denial> {
+    let mut member_of: BTreeSet<String> = config
         .squads
         .iter()
         .filter(|(_, squad)| {
@@ -242,6 +252,7 @@ pub fn resolve(config: &Config, principal: &Principal) -> std::result::Result<Ac
         })
         .map(|(name, _)| name.clone())
         .collect();
+    member_of.extend(extra.into_iter().filter(|s| config.squads.contains_key(s)));
     resolve_squads(config, principal, member_of)
 }
 

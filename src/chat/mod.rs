@@ -2,4 +2,5 @@
 //! holds engine logic.
 
 pub mod render;
+pub mod slack;
 pub mod terminal;
