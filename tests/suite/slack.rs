@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use investigator::app::{App, ModelChoice};
 use investigator::chat::slack::events::{sign, Callback};
 use investigator::chat::slack::http::{router, HttpState};
+use investigator::chat::slack::stored::{StoreEvents, StoreThreads};
 use investigator::chat::slack::web::WebClient;
-use investigator::chat::slack::{
-    socket, MemoryFeedback, MemoryProcessedEvents, MemoryThreads, SlackService,
-};
+use investigator::chat::slack::{socket, MemoryFeedback, SlackService};
 use investigator::config::{interpolate::ProcessEnv, Secret};
 use serde_json::{json, Value};
 
@@ -24,15 +23,37 @@ const WAIT: Duration = Duration::from_secs(90);
 struct Harness {
     fake: FakeSlack,
     service: Arc<SlackService>,
+    store: investigator::store::Store,
     feedback: Arc<MemoryFeedback>,
     url: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
-async fn service(fake: &FakeSlack) -> (Arc<SlackService>, Arc<MemoryFeedback>, tempfile::TempDir) {
+type Built = (
+    Arc<SlackService>,
+    Arc<MemoryFeedback>,
+    investigator::store::Store,
+    tempfile::TempDir,
+);
+
+async fn service(fake: &FakeSlack) -> Built {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store.db");
+    let (service, feedback, store) = service_at(fake, dir.path()).await;
+    (service, feedback, store, dir)
+}
+
+/// A service over the store file in `dir`: building it twice on one directory is
+/// a restart.
+async fn service_at(
+    fake: &FakeSlack,
+    dir: &Path,
+) -> (
+    Arc<SlackService>,
+    Arc<MemoryFeedback>,
+    investigator::store::Store,
+) {
+    let store = dir.join("store.db");
     let demo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo"));
     let app = App::build(
         demo,
@@ -44,21 +65,35 @@ async fn service(fake: &FakeSlack) -> (Arc<SlackService>, Arc<MemoryFeedback>, t
     .expect("app");
     let web = WebClient::new(&fake.api_url(), Secret::new(BOT_TOKEN)).expect("client");
     let feedback = Arc::new(MemoryFeedback::default());
+    let store = app.sessions.store().clone();
     let service = SlackService::start(
         Arc::new(app),
         web,
-        Arc::new(MemoryProcessedEvents::new(1000)),
-        Arc::new(MemoryThreads::new(1000)),
+        Arc::new(StoreEvents(store.clone())),
+        Arc::new(StoreThreads(store.clone())),
         feedback.clone(),
     )
     .await
     .expect("service");
-    (service, feedback, dir)
+    (service, feedback, store)
+}
+
+/// Serves `service`'s Events API on a free port; returns its base URL.
+async fn serve_events(service: Arc<SlackService>) -> String {
+    let app = router(HttpState::new(service, Secret::new(SIGNING_SECRET)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
 }
 
 async fn harness() -> Harness {
     let fake = FakeSlack::start().await;
-    let (service, feedback, dir) = service(&fake).await;
+    let (service, feedback, store, dir) = service(&fake).await;
     let app = router(HttpState::new(service.clone(), Secret::new(SIGNING_SECRET)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -70,6 +105,7 @@ async fn harness() -> Harness {
     Harness {
         fake,
         service,
+        store,
         feedback,
         url: format!("http://{addr}"),
         http: reqwest::Client::new(),
@@ -87,6 +123,15 @@ fn mention(user: &str, channel: &str, ts: &str, text: &str) -> Value {
 }
 
 impl Harness {
+    /// Messages the stored session of `key` holds.
+    async fn messages_in(&self, key: &str) -> usize {
+        self.store
+            .session_messages(key)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
     async fn send(&self, body: &Value, retry: Option<u32>, timestamp: i64, secret: &str) -> u16 {
         let bytes = body.to_string().into_bytes();
         let signature = sign(&Secret::new(secret), timestamp, &bytes);
@@ -208,14 +253,7 @@ async fn mention_gets_a_threaded_report_with_files_and_a_follow_up_continues() {
     assert_eq!(files.as_array().map(Vec::len), Some(uploads.len()));
 
     let key = format!("slack:C0DEMO:{ts}");
-    let before = h
-        .service
-        .sessions()
-        .lease(&key)
-        .await
-        .conversation
-        .messages
-        .len();
+    let before = h.messages_in(&key).await;
     assert!(before > 0);
     // A thread reply without a mention continues the same session.
     let follow_up = json!({"type": "message", "user": "U0DEMO", "channel": "C0DEMO", "channel_type": "channel",
@@ -226,14 +264,7 @@ async fn mention_gets_a_threaded_report_with_files_and_a_follow_up_continues() {
             .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 2)
             .await
     );
-    let after = h
-        .service
-        .sessions()
-        .lease(&key)
-        .await
-        .conversation
-        .messages
-        .len();
+    let after = h.messages_in(&key).await;
     assert!(after > before, "the follow-up did not continue the session");
     // The bot's own messages in the thread never start anything.
     let own = json!({"type": "message", "user": BOT_USER, "bot_id": "B1", "channel": "C0DEMO",
@@ -388,6 +419,51 @@ async fn a_retried_event_is_answered_once() {
 }
 
 #[tokio::test]
+async fn a_retry_after_a_restart_is_still_answered_once_and_the_thread_continues() {
+    let mut h = harness().await;
+    let ts = "1700000350.000100";
+    let body = event(
+        "Ev25",
+        mention("U0DEMO", "C0DEMO", ts, "why is checkout erroring?"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(h.send(&body, None, now, SIGNING_SECRET).await, 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 1)
+            .await
+    );
+    let key = format!("slack:C0DEMO:{ts}");
+    let before = h.messages_in(&key).await;
+    assert!(before > 0, "the thread's session is stored");
+    // Restart: a new process on the same store file.
+    let (service, _feedback, store) = service_at(&h.fake, h._dir.path()).await;
+    h.url = serve_events(service.clone()).await;
+    h.service = service;
+    h.store = store;
+    assert_eq!(h.send(&body, Some(1), now, SIGNING_SECRET).await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        h.reports_in(ts).len(),
+        1,
+        "the retry was answered again after the restart"
+    );
+    // The thread continues from the stored conversation.
+    let follow_up = json!({"type": "message", "user": "U0DEMO", "channel": "C0DEMO", "channel_type": "channel",
+        "ts": "1700000350.000900", "thread_ts": ts, "text": "show me E2 by hour"});
+    assert_eq!(h.send_ok(&event("Ev26", follow_up)).await, 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 2)
+            .await
+    );
+    assert!(
+        h.messages_in(&key).await > before,
+        "the follow-up did not continue the stored session"
+    );
+}
+
+#[tokio::test]
 async fn bad_signatures_and_old_timestamps_get_401_and_nothing_is_posted() {
     let h = harness().await;
     let body = event(
@@ -495,7 +571,7 @@ async fn a_429_from_post_message_is_waited_out() {
 #[tokio::test]
 async fn socket_mode_acks_envelopes_and_reconnects_after_a_drop() {
     let fake = FakeSlack::start().await;
-    let (service, _feedback, _dir) = service(&fake).await;
+    let (service, _feedback, _store, _dir) = service(&fake).await;
     fake.drop_first_socket();
     let envelope = |id: &str, event_id: &str, ts: &str| {
         json!({"envelope_id": id, "type": "events_api", "accepts_response_payload": false,

@@ -17,6 +17,7 @@ pub mod events;
 pub mod http;
 pub mod service;
 pub mod socket;
+pub mod stored;
 pub mod web;
 
 use std::future::Future;
@@ -126,12 +127,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let web = web::WebClient::new(&settings.api_url, settings.bot_token.clone())?;
+    let store = app.sessions.store().clone();
     let service = SlackService::start(
         app,
         web.clone(),
-        Arc::new(MemoryProcessedEvents::new(100_000)),
-        Arc::new(MemoryThreads::new(100_000)),
-        Arc::new(MemoryFeedback::default()),
+        Arc::new(stored::StoreEvents(store.clone())),
+        Arc::new(stored::StoreThreads(store.clone())),
+        Arc::new(stored::StoreFeedback(store)),
     )
     .await?;
     match (settings.mode, settings.app_token, settings.signing_secret) {

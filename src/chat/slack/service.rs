@@ -21,7 +21,7 @@ use super::web::{self, Posted, Upload, WebClient};
 use crate::access::{Principal, Transport};
 use crate::app::App;
 use crate::chat::render;
-use crate::engine::{Conversation, Event, EventSink, NoEvents, Sessions};
+use crate::engine::{Conversation, Event, EventSink, NoEvents};
 use crate::evidence::Content;
 
 /// Event ids already handled, so a retried delivery never answers twice.
@@ -201,7 +201,6 @@ pub struct SlackService {
     app: Arc<App>,
     web: WebClient,
     bot_user: String,
-    sessions: Arc<Sessions>,
     processed: Arc<dyn ProcessedEvents>,
     threads: Arc<dyn ThreadOwners>,
     feedback: Arc<dyn FeedbackSink>,
@@ -220,29 +219,10 @@ const HINT: &str =
 
 impl SlackService {
     /// Learns the bot's own user id (auth.test) so its own messages are ignored.
+    /// Conversations live in the app's session store, shared with the HTTP API.
     pub async fn start(
         app: Arc<App>,
         web: WebClient,
-        processed: Arc<dyn ProcessedEvents>,
-        threads: Arc<dyn ThreadOwners>,
-        feedback: Arc<dyn FeedbackSink>,
-    ) -> Result<Arc<SlackService>, web::Error> {
-        Self::with_sessions(
-            app,
-            web,
-            Arc::new(Sessions::new(1_000)),
-            processed,
-            threads,
-            feedback,
-        )
-        .await
-    }
-
-    /// Like [`SlackService::start`], sharing `sessions` with another transport.
-    pub async fn with_sessions(
-        app: Arc<App>,
-        web: WebClient,
-        sessions: Arc<Sessions>,
         processed: Arc<dyn ProcessedEvents>,
         threads: Arc<dyn ThreadOwners>,
         feedback: Arc<dyn FeedbackSink>,
@@ -252,7 +232,6 @@ impl SlackService {
             app,
             web,
             bot_user,
-            sessions,
             processed,
             threads,
             feedback,
@@ -262,10 +241,6 @@ impl SlackService {
             },
             edit_interval: Duration::from_millis(700),
         }))
-    }
-
-    pub fn sessions(&self) -> &Arc<Sessions> {
-        &self.sessions
     }
 
     /// An Events API callback (HTTP or Socket Mode). Run after the ack.
@@ -490,7 +465,25 @@ impl SlackService {
             .await;
             return;
         }
-        let mut lease = self.sessions.lease(&session).await;
+        // The thread's conversation lives in the store, so a restart loses nothing
+        // and the API reads the same investigation by this id.
+        let mut lease = match self.app.sessions.lease(&session).await {
+            Ok(lease) => lease,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not take the thread's session");
+                self.post(
+                    &q.channel,
+                    &q.thread_ts,
+                    "I'm still working on an earlier question in this thread; ask again when it is answered.",
+                )
+                .await;
+                return;
+            }
+        };
+        if let Err(err) = lease.begin(&q.text).await {
+            tracing::warn!(error = %err, "could not record the question");
+        }
+        let evidence_before = lease.conversation.evidence.len();
         let progress = self
             .post(
                 &q.channel,
@@ -523,6 +516,9 @@ impl SlackService {
             Ok(outcome) => outcome,
             Err(denial) => {
                 drop(sink);
+                if let Err(err) = lease.release().await {
+                    tracing::warn!(error = %err, "could not release the thread's session");
+                }
                 self.post(&q.channel, &q.thread_ts, &denial.to_string())
                     .await;
                 return;
@@ -539,7 +535,14 @@ impl SlackService {
                 tracing::warn!(error = %err, "progress updater failed");
             }
         }
-        let evidence = &lease.conversation.evidence;
+        let evidence = lease.conversation.evidence.clone();
+        if let Err(err) = lease
+            .finish(&q.text, &outcome, evidence_before, &owner)
+            .await
+        {
+            tracing::error!(error = %err, "could not save the answer");
+        }
+        let evidence = &evidence;
         for message in blocks::report_messages(
             &outcome.report,
             evidence,
@@ -592,7 +595,6 @@ impl SlackService {
             bytes: render::report_markdown(&q.text, &outcome.report, evidence, Some(&outcome))
                 .into_bytes(),
         });
-        drop(lease);
         if let Err(err) = self.web.upload(&q.channel, &q.thread_ts, &files).await {
             tracing::warn!(error = %err, "could not upload evidence files");
             self.post(
