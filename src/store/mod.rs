@@ -132,6 +132,29 @@ const PG_MAX_CONNECTIONS: u32 = 10;
 /// unreachable database surfaces as an error instead of a hang.
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a location may be shown in messages and logs: a PostgreSQL URL loses
+/// its password and parameters; a path is shown as given.
+pub fn redacted_location(location: &str) -> String {
+    if !is_postgres_location(location) {
+        return location.to_owned();
+    }
+    match PgConnectOptions::from_str(location) {
+        Ok(options) => pg_display(&options),
+        // Unparsable: the password could sit anywhere in it.
+        Err(_) => "postgres://…".to_owned(),
+    }
+}
+
+fn pg_display(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
 /// True for locations that name a PostgreSQL store.
 pub fn is_postgres_location(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
@@ -194,17 +217,10 @@ impl Store {
     async fn open_postgres(location: &str) -> Result<Store> {
         let options =
             PgConnectOptions::from_str(location).map_err(|error| Error::InvalidLocation {
-                // The URL may carry a password: never echo it.
-                location: "postgres://…".to_owned(),
+                location: redacted_location(location),
                 error,
             })?;
-        let display = format!(
-            "postgres://{}@{}:{}/{}",
-            options.get_username(),
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or_default()
-        );
+        let display = pg_display(&options);
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
@@ -420,6 +436,17 @@ mod tests {
         sorted.dedup();
         assert_eq!(versions, sorted);
         assert_eq!(names(Dialect::Sqlite), names(Dialect::Postgres));
+    }
+
+    #[test]
+    fn postgres_passwords_are_never_shown() {
+        let shown = redacted_location("postgresql://inv:s3cret@db:6432/app?sslmode=require");
+        assert_eq!(shown, "postgres://inv@db:6432/app");
+        assert_eq!(
+            redacted_location("postgres://inv:s3cret@db:x/"),
+            "postgres://…"
+        );
+        assert_eq!(redacted_location("data/store.db"), "data/store.db");
     }
 
     #[test]
