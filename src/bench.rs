@@ -765,7 +765,13 @@ mod engine_bench {
                         };
                         let outcome = app
                             .engine
-                            .ask(&access, &mut conversation, "bench".into(), "why?", &NoEvents)
+                            .ask(
+                                &access,
+                                &mut conversation,
+                                "bench".into(),
+                                "why?",
+                                &NoEvents,
+                            )
                             .await;
                         anyhow::ensure!(
                             outcome.tool_calls as usize == API_CALLS,
