@@ -19,7 +19,7 @@ use investigator::engine::Conversation;
 use investigator::engine::Gate;
 use investigator::evidence::Content;
 use investigator::sources::{BuildContext, CallContext, Registry, Sources};
-use investigator::store::{self, audit, Store};
+use investigator::store::{audit, Store};
 
 mod bench;
 
@@ -282,7 +282,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(&cli.config)?;
             let store = Store::open(&cli.store).await.with_context(|| {
-                format!("opening the store {}", store::redacted_location(&cli.store))
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
             })?;
             query(
                 &config,
@@ -319,7 +322,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets { command } => secrets(command),
         Command::Audit { command } => {
             let store = Store::open(&cli.store).await.with_context(|| {
-                format!("opening the store {}", store::redacted_location(&cli.store))
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
             })?;
             audit_command(&store, command).await
         }
@@ -357,7 +363,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: StoreCommand::Prune { retention_days },
         } => {
             let store = Store::open(&cli.store).await.with_context(|| {
-                format!("opening the store {}", store::redacted_location(&cli.store))
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
             })?;
             let before = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days));
             let pruned = store.prune(before).await?;
