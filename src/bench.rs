@@ -38,6 +38,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         lines: u64,
     },
+    /// HTTP API: requests per second under concurrent clients on loopback for
+    /// `/healthz` and `GET /api/v1/investigations/{id}`, and the latency
+    /// `POST /api/v1/investigate` adds over the engine alone (zero-latency
+    /// fake model and sources).
+    Api {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Requests per read route (each phase also stops after --max-seconds).
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Investigations per side (engine alone, through HTTP).
+        #[arg(long, default_value_t = 500)]
+        investigations: usize,
+        #[arg(long, default_value_t = 20)]
+        max_seconds: u64,
+    },
     /// Time `query` adds over the same statement through raw sqlx (PostgreSQL).
     Query {
         #[arg(
@@ -86,6 +103,20 @@ pub async fn run(command: BenchCommand, config_dir: &Path) -> anyhow::Result<Exi
         BenchCommand::Compaction { demo_dir, lines } => compaction::run(&demo_dir, lines).await,
         BenchCommand::SlackAck { rate, seconds, dir } => {
             slack_bench::run(rate, seconds, &dir).await
+        }
+        BenchCommand::Api {
+            clients,
+            requests,
+            investigations,
+            max_seconds,
+        } => {
+            engine_bench::run_api(engine_bench::ApiBench {
+                clients: clients.max(1),
+                requests,
+                investigations,
+                max: Duration::from_secs(max_seconds),
+            })
+            .await
         }
     }
 }
@@ -312,6 +343,11 @@ mod engine_bench {
     use investigator::sources::{self, CallContext, Health, Source, Sources, ToolOutput, ToolSpec};
     use investigator::store::Store;
 
+    use investigator::api::{self, ApiSettings, ApiState};
+    use investigator::app::App;
+    use investigator::config::squads::ApiKeyConfig;
+    use investigator::config::SecretRef;
+
     struct PlanModel {
         calls_per_turn: usize,
         turns: usize,
@@ -422,11 +458,7 @@ mod engine_bench {
         }
     }
 
-    async fn build_engine(
-        calls_per_turn: usize,
-        turns: usize,
-        delay: Duration,
-    ) -> anyhow::Result<(Engine, investigator::access::Access)> {
+    fn bench_config(calls_per_turn: usize) -> anyhow::Result<config::Config> {
         let mut yaml = String::from("data_sources:\n  logfiles:\n");
         for i in 0..calls_per_turn {
             yaml.push_str(&format!(
@@ -434,13 +466,16 @@ mod engine_bench {
             ));
         }
         let env: std::collections::HashMap<String, String> = Default::default();
-        let config = config::parse(
+        Ok(config::parse(
             "bench",
             &yaml,
             "bench",
             Some("squads:\n  bench:\n    members: {slack: [U1]}\n"),
             &env,
-        )?;
+        )?)
+    }
+
+    fn delay_sources(calls_per_turn: usize, delay: Duration) -> Sources {
         let mut sources = Sources::default();
         for i in 0..calls_per_turn {
             sources.insert(Arc::new(DelaySource {
@@ -448,6 +483,16 @@ mod engine_bench {
                 delay,
             }));
         }
+        sources
+    }
+
+    async fn build_engine(
+        calls_per_turn: usize,
+        turns: usize,
+        delay: Duration,
+    ) -> anyhow::Result<(Engine, investigator::access::Access)> {
+        let config = bench_config(calls_per_turn)?;
+        let sources = delay_sources(calls_per_turn, delay);
         let gate = Gate::new(sources, Store::open_in_memory().await?);
         let settings = EngineSettings {
             budgets: Budgets {
@@ -535,6 +580,281 @@ mod engine_bench {
         }
         ratios.sort_by(|a, b| a.total_cmp(b));
         println!("8 parallel calls of 200 ms in one turn (10 runs): whole investigation / slowest call = median {:.3}x, worst {:.3}x", ratios[ratios.len() / 2], ratios[ratios.len() - 1]);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub struct ApiBench {
+        pub clients: usize,
+        pub requests: usize,
+        pub investigations: usize,
+        pub max: Duration,
+    }
+
+    const KEY: &str = "bench-key-0123456789abcdef";
+    /// Tool calls per fake investigation: one turn of this many, then the report.
+    const API_CALLS: usize = 4;
+
+    /// One bounded phase: `clients` tasks share a countdown of `requests`;
+    /// each stops when it runs out or `max` has passed. Returns every
+    /// request's latency and the wall time.
+    async fn load<F, Fut>(
+        clients: usize,
+        requests: usize,
+        max: Duration,
+        one: F,
+    ) -> anyhow::Result<(Vec<Duration>, Duration)>
+    where
+        F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(requests));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for client in 0..clients {
+            let left = left.clone();
+            let one = one.clone();
+            tasks.spawn(async move {
+                let mut times = Vec::new();
+                let mut n = 0usize;
+                loop {
+                    let taken = left.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
+                    if taken.is_err() || started.elapsed() >= max {
+                        break;
+                    }
+                    let t = Instant::now();
+                    one(client * 1_000_000 + n).await?;
+                    times.push(t.elapsed());
+                    n += 1;
+                }
+                anyhow::Ok(times)
+            });
+        }
+        let mut all = Vec::with_capacity(requests);
+        while let Some(joined) = tasks.join_next().await {
+            all.extend(joined??);
+        }
+        let wall = started.elapsed();
+        all.sort();
+        Ok((all, wall))
+    }
+
+    fn report(label: &str, times: &[Duration], wall: Duration) {
+        println!(
+            "  {label:<44} {:>7} req in {:>6.2} s = {:>8.0} req/s; p50 {:>8.0} µs, p99 {:>8.0} µs",
+            times.len(),
+            wall.as_secs_f64(),
+            times.len() as f64 / wall.as_secs_f64().max(1e-9),
+            super::micros(super::percentile(times, 0.5)),
+            super::micros(super::percentile(times, 0.99)),
+        );
+    }
+
+    pub async fn run_api(bench: ApiBench) -> anyhow::Result<ExitCode> {
+        let dir = super::tempfile_dir()?;
+        let result = run_api_in(&bench, &dir).await;
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            eprintln!("warning: could not remove {}: {err}", dir.display());
+        }
+        result
+    }
+
+    async fn run_api_in(bench: &ApiBench, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+        let mut config = bench_config(API_CALLS)?;
+        config
+            .squads
+            .get_mut("bench")
+            .ok_or_else(|| anyhow::anyhow!("bench squad missing"))?
+            .api_keys
+            .push(ApiKeyConfig {
+                name: "bench".into(),
+                key: SecretRef::from(KEY),
+            });
+        // A file store, as served in production: the in-memory one has a
+        // single connection and would measure that instead.
+        let store = Store::open(&dir.join("api.db").display().to_string()).await?;
+        let settings = EngineSettings {
+            budgets: Budgets {
+                max_tool_calls: 10_000,
+                ..Budgets::default()
+            },
+            per_source_concurrency: 4,
+            tool_timeout: Duration::from_secs(30),
+            ..EngineSettings::default()
+        };
+        let app = Arc::new(App::from_parts(
+            config,
+            Gate::new(delay_sources(API_CALLS, Duration::ZERO), store),
+            Arc::new(PlanModel {
+                calls_per_turn: API_CALLS,
+                turns: 1,
+            }),
+            Arc::new(SystemClock),
+            settings,
+        ));
+        let access = app
+            .resolve(&Principal::new(Transport::Slack, "U1"))
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let state = ApiState::new(
+            app.clone(),
+            ApiSettings {
+                // The limiter is not what is measured.
+                per_key_per_minute: u32::MAX,
+                burst: u32::MAX,
+                ..ApiSettings::default()
+            },
+            None,
+        )?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(api::serve(listener, state, async move {
+            // A dropped sender also stops the server.
+            stopped.await.ok();
+        }));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(bench.clients)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let auth = format!("Bearer {KEY}");
+
+        let created: Value = client
+            .post(format!("{base}/api/v1/investigate"))
+            .header("authorization", &auth)
+            .json(&json!({"query": "why?"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = created["investigation_id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no investigation_id in {created}"))?
+            .to_owned();
+
+        println!(
+            "HTTP API on loopback, {} concurrent clients (reqwest, keep-alive), server in the same process; \
+             fake model and sources answer at once; {API_CALLS} tool calls per investigation; SQLite file store",
+            bench.clients
+        );
+        let get = |url: String, auth: Option<String>| {
+            let client = client.clone();
+            move |_n: usize| {
+                let client = client.clone();
+                let url = url.clone();
+                let auth = auth.clone();
+                async move {
+                    let mut request = client.get(&url);
+                    if let Some(auth) = auth {
+                        request = request.header("authorization", auth);
+                    }
+                    let response = request.send().await?.error_for_status()?;
+                    response.bytes().await?;
+                    anyhow::Ok(())
+                }
+            }
+        };
+        let (times, wall) = load(
+            bench.clients,
+            bench.requests,
+            bench.max,
+            get(format!("{base}/healthz"), None),
+        )
+        .await?;
+        report("GET /healthz", &times, wall);
+        let (times, wall) = load(
+            bench.clients,
+            bench.requests,
+            bench.max,
+            get(
+                format!("{base}/api/v1/investigations/{id}"),
+                Some(auth.clone()),
+            ),
+        )
+        .await?;
+        report("GET /api/v1/investigations/{id}", &times, wall);
+
+        // The engine alone versus the whole HTTP path (auth, session row,
+        // lease, stored answer, JSON) for the same fake investigation.
+        for clients in [1, bench.clients] {
+            let engine_side = {
+                let app = app.clone();
+                let access = access.clone();
+                move |n: usize| {
+                    let app = app.clone();
+                    let access = access.clone();
+                    async move {
+                        let mut conversation = Conversation {
+                            id: format!("e{n}"),
+                            ..Conversation::default()
+                        };
+                        let outcome = app
+                            .engine
+                            .ask(
+                                &access,
+                                &mut conversation,
+                                "bench".into(),
+                                "why?",
+                                &NoEvents,
+                            )
+                            .await;
+                        anyhow::ensure!(
+                            outcome.tool_calls as usize == API_CALLS,
+                            "unexpected plan: {} calls",
+                            outcome.tool_calls
+                        );
+                        Ok(())
+                    }
+                }
+            };
+            let (engine_times, wall) =
+                load(clients, bench.investigations, bench.max, engine_side).await?;
+            report(
+                &format!("engine.ask alone, {clients} client(s)"),
+                &engine_times,
+                wall,
+            );
+            let http_side = {
+                let client = client.clone();
+                let url = format!("{base}/api/v1/investigate");
+                let auth = auth.clone();
+                move |_n: usize| {
+                    let client = client.clone();
+                    let url = url.clone();
+                    let auth = auth.clone();
+                    async move {
+                        let response = client
+                            .post(&url)
+                            .header("authorization", auth)
+                            .json(&json!({"query": "why?"}))
+                            .send()
+                            .await?
+                            .error_for_status()?;
+                        response.bytes().await?;
+                        anyhow::Ok(())
+                    }
+                }
+            };
+            let (http_times, wall) =
+                load(clients, bench.investigations, bench.max, http_side).await?;
+            report(
+                &format!("POST /api/v1/investigate, {clients} client(s)"),
+                &http_times,
+                wall,
+            );
+            let p = |t: &[Duration], q| super::micros(super::percentile(t, q));
+            println!(
+                "  => the API adds p50 {:.0} µs, p99 {:.0} µs per investigation at {clients} client(s)",
+                p(&http_times, 0.5) - p(&engine_times, 0.5),
+                p(&http_times, 0.99) - p(&engine_times, 0.99),
+            );
+        }
+
+        stop.send(()).ok();
+        server.await??;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -38,7 +38,8 @@ struct Cli {
         default_value = "config"
     )]
     config: PathBuf,
-    /// Store location: a SQLite file path (created if missing).
+    /// Store location: a SQLite file path (created if missing), or a
+    /// postgres:// URL shared by replicas.
     #[arg(
         long,
         global = true,
@@ -298,9 +299,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_rows,
         } => {
             let config = load_config(&cli.config)?;
-            let store = Store::open(&cli.store)
-                .await
-                .with_context(|| format!("opening the store {}", cli.store))?;
+            let store = Store::open(&cli.store).await.with_context(|| {
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
+            })?;
             query(
                 &config,
                 store,
@@ -335,9 +339,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Secrets { command } => secrets(command),
         Command::Audit { command } => {
-            let store = Store::open(&cli.store)
-                .await
-                .with_context(|| format!("opening the store {}", cli.store))?;
+            let store = Store::open(&cli.store).await.with_context(|| {
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
+            })?;
             audit_command(&store, command).await
         }
         Command::Serve {
@@ -373,9 +380,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store {
             command: StoreCommand::Prune { retention_days },
         } => {
-            let store = Store::open(&cli.store)
-                .await
-                .with_context(|| format!("opening the store {}", cli.store))?;
+            let store = Store::open(&cli.store).await.with_context(|| {
+                format!(
+                    "opening the store {}",
+                    investigator::store::redacted_location(&cli.store)
+                )
+            })?;
             let before = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days));
             let pruned = store.prune(before).await?;
             println!(

@@ -28,10 +28,9 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
+use sqlx::{ColumnIndex, Decode, FromRow, QueryBuilder, Row, Type};
 
-use super::{Result, Store};
+use super::{Dialect, Result, Store};
 
 /// `prev_hash` of entry 1.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -169,8 +168,15 @@ struct StoredRow {
     hash: String,
 }
 
-impl<'r> FromRow<'r, SqliteRow> for StoredRow {
-    fn from_row(row: &'r SqliteRow) -> sqlx::Result<Self> {
+/// For any driver's row: the column types are the same on both backends.
+impl<'r, R> FromRow<'r, R> for StoredRow
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
         Ok(StoredRow {
             seq: row.try_get("seq")?,
             at: row.try_get("occurred_at")?,
@@ -368,66 +374,83 @@ fn format_at(at: DateTime<Utc>) -> String {
 impl Store {
     /// Appends one entry and returns it as stored (`at` cut to microseconds).
     ///
-    /// `BEGIN IMMEDIATE` takes SQLite's write lock before the last hash is
-    /// read, so appenders in any number of tasks or processes serialise
-    /// (waiting up to the busy timeout) instead of forking the chain.
+    /// The last hash is read under a write lock taken first, so appenders in
+    /// any number of tasks, processes or replicas serialise instead of forking
+    /// the chain: on SQLite `BEGIN IMMEDIATE` (waiting up to the busy
+    /// timeout), on PostgreSQL `LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE`,
+    /// which conflicts with itself but not with readers, and is held to the
+    /// end of the transaction. Under READ COMMITTED the SELECT after the lock
+    /// sees every append committed before it.
     pub async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
         let at = record.at.trunc_subsecs(6);
         let at_text = format_at(at);
 
-        // Dropping `tx` on any early return (or cancellation) rolls back.
-        let mut tx = self
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.query_error(e))?;
-
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.query_error(e))?;
-        let (seq, prev_hash) = match last {
-            Some(row) => {
-                let last_seq: i64 = row.try_get("seq").map_err(|e| self.query_error(e))?;
-                let last_hash: String = row.try_get("hash").map_err(|e| self.query_error(e))?;
-                let seq = last_seq
-                    .checked_add(1)
-                    .ok_or_else(|| self.corrupt(format!("audit seq overflow after {last_seq}")))?;
-                (seq, last_hash)
+        let (seq, prev_hash, hash) = on_pool!(self, pool => {
+            // Dropping `tx` on any early return (or cancellation) rolls back.
+            let mut tx = match self.dialect() {
+                Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Dialect::Postgres => pool.begin().await,
             }
-            None => (1, GENESIS_HASH.to_owned()),
-        };
+            .map_err(|e| self.query_error(e))?;
+            match self.dialect() {
+                Dialect::Sqlite => {}
+                Dialect::Postgres => {
+                    sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.query_error(e))?;
+                }
+            }
 
-        let fields = Fields::of_record(seq, &at_text, record);
-        let hash = chain_hash(&prev_hash, &canonical_v1(&fields));
+            let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            let (seq, prev_hash) = match last {
+                Some(row) => {
+                    let last_seq: i64 = row.try_get("seq").map_err(|e| self.query_error(e))?;
+                    let last_hash: String =
+                        row.try_get("hash").map_err(|e| self.query_error(e))?;
+                    let seq = last_seq.checked_add(1).ok_or_else(|| {
+                        self.corrupt(format!("audit seq overflow after {last_seq}"))
+                    })?;
+                    (seq, last_hash)
+                }
+                None => (1, GENESIS_HASH.to_owned()),
+            };
 
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (",
-            columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(seq)
-        .bind(&at_text)
-        .bind(&record.principal)
-        .bind(&record.channel)
-        .bind(&record.squad)
-        .bind(&record.source)
-        .bind(&record.tool)
-        .bind(&record.statement)
-        .bind(record.verdict.as_str())
-        .bind(&record.reason)
-        .bind(record.rows)
-        .bind(record.duration_ms)
-        .bind(&record.evidence_id)
-        .bind(&record.session_id)
-        .bind(HASH_VERSION)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(e))?;
+            let fields = Fields::of_record(seq, &at_text, record);
+            let hash = chain_hash(&prev_hash, &canonical_v1(&fields));
 
-        tx.commit().await.map_err(|e| self.query_error(e))?;
+            sqlx::query(concat!(
+                "INSERT INTO audit_log (",
+                columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ))
+            .bind(seq)
+            .bind(&at_text)
+            .bind(&record.principal)
+            .bind(&record.channel)
+            .bind(&record.squad)
+            .bind(&record.source)
+            .bind(&record.tool)
+            .bind(&record.statement)
+            .bind(record.verdict.as_str())
+            .bind(&record.reason)
+            .bind(record.rows)
+            .bind(record.duration_ms)
+            .bind(&record.evidence_id)
+            .bind(&record.session_id)
+            .bind(HASH_VERSION)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(e))?;
+
+            tx.commit().await.map_err(|e| self.query_error(e))?;
+            (seq, prev_hash, hash)
+        });
 
         Ok(AuditEntry {
             seq,
@@ -451,27 +474,26 @@ impl Store {
         n: u32,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEntry>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM audit_log WHERE 1 = 1"
-        ));
-        if let Some(principal) = &filter.principal {
-            qb.push(" AND principal = ").push_bind(principal.clone());
-        }
-        if let Some(source) = &filter.source {
-            qb.push(" AND source = ").push_bind(source.clone());
-        }
-        if let Some(verdict) = filter.verdict {
-            qb.push(" AND verdict = ").push_bind(verdict.as_str());
-        }
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(n));
-
-        let rows: Vec<StoredRow> = qb
-            .build_query_as()
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.query_error(e))?;
+        // The builder writes each driver's own placeholders.
+        let rows: Vec<StoredRow> = on_pool!(self, pool => {
+            let mut qb = QueryBuilder::new(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM audit_log WHERE 1 = 1"
+            ));
+            if let Some(principal) = &filter.principal {
+                qb.push(" AND principal = ").push_bind(principal.clone());
+            }
+            if let Some(source) = &filter.source {
+                qb.push(" AND source = ").push_bind(source.clone());
+            }
+            if let Some(verdict) = filter.verdict {
+                qb.push(" AND verdict = ").push_bind(verdict.as_str());
+            }
+            qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(n));
+            qb.build_query_as().fetch_all(pool).await
+        })
+        .map_err(|e| self.query_error(e))?;
         rows.into_iter().rev().map(|r| r.into_entry(self)).collect()
     }
 
@@ -489,27 +511,30 @@ impl Store {
         // Start below any possible seq so rows slipped in at <= 0 are seen too.
         let mut after = i64::MIN;
         loop {
-            let page = sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
-            ))
-            .bind(after)
-            .bind(page_size)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.query_error(e))?;
+            let walked = on_pool!(self, pool => {
+                let page = sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(page_size)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| self.query_error(e))?;
 
-            for row in &page {
-                let seq: i64 = row.try_get("seq").map_err(|e| self.query_error(e))?;
-                after = seq;
-                match StoredRow::from_row(row) {
-                    Ok(stored) => walk.check(&stored),
-                    // e.g. a number where text belongs: report, keep walking.
-                    Err(e) => walk.unreadable(seq, row.try_get("hash").ok(), &e.to_string()),
+                for row in &page {
+                    let seq: i64 = row.try_get("seq").map_err(|e| self.query_error(e))?;
+                    after = seq;
+                    match StoredRow::from_row(row) {
+                        Ok(stored) => walk.check(&stored),
+                        // e.g. a number where text belongs: report, keep walking.
+                        Err(e) => walk.unreadable(seq, row.try_get("hash").ok(), &e.to_string()),
+                    }
                 }
-            }
-            if i64::try_from(page.len()).unwrap_or(i64::MAX) < page_size {
+                page.len()
+            });
+            if i64::try_from(walked).unwrap_or(i64::MAX) < page_size {
                 break;
             }
         }

@@ -1,8 +1,24 @@
 //! Persistent state: the hash-chained audit log, sessions (messages, evidence,
 //! reports), usage per squad and day, processed chat events and feedback.
 //!
-//! SQLite today; PostgreSQL is planned with the same schema, so the SQL here
-//! stays portable where that is cheap (TEXT RFC 3339 timestamps, INTEGER ids).
+//! Two backends with one schema: SQLite (a file, zero setup) and PostgreSQL
+//! (a `postgres://` URL, shared by several replicas). Statements are written
+//! once in the common subset (`$n` placeholders, which SQLite accepts too;
+//! TEXT RFC 3339 timestamps; 64-bit integers) and run on either pool through
+//! [`on_pool!`]; only what truly differs (opening, migrations, the audit
+//! append lock) is spelled per dialect.
+
+/// Runs `$body` with `$pool` bound to the store's concrete pool. The body is
+/// compiled once per driver, so each uses sqlx's native types and options
+/// (no `Any` driver: it would lose SQLite's pragmas and typed decoding).
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
 
 pub mod audit;
 pub mod sessions;
@@ -22,6 +38,7 @@ use std::time::Duration;
 
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -78,9 +95,23 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Handle to the database; cheap to clone (shares the pool).
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// File path (or ":memory:") for error messages; never a URL with params.
+    backend: Backend,
+    /// File path (or ":memory:"), or a PostgreSQL URL without its password
+    /// and parameters, for error messages.
     location: Arc<str>,
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which SQL dialect a store speaks, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
 impl std::fmt::Debug for Store {
@@ -93,11 +124,52 @@ impl std::fmt::Debug for Store {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MEMORY: &str = ":memory:";
+/// Connections per replica to a shared PostgreSQL: enough for concurrent
+/// investigations (each holds one only per statement or short transaction)
+/// without exhausting the server's `max_connections` across replicas.
+const PG_MAX_CONNECTIONS: u32 = 10;
+/// How long a statement waits for a pooled connection before failing, so an
+/// unreachable database surfaces as an error instead of a hang.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a location may be shown in messages and logs: a PostgreSQL URL loses
+/// its password and parameters; a path is shown as given.
+pub fn redacted_location(location: &str) -> String {
+    if !is_postgres_location(location) {
+        return location.to_owned();
+    }
+    match PgConnectOptions::from_str(location) {
+        Ok(options) => pg_display(&options),
+        // Unparsable: the password could sit anywhere in it.
+        Err(_) => "postgres://…".to_owned(),
+    }
+}
+
+fn pg_display(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
+/// True for locations that name a PostgreSQL store.
+pub fn is_postgres_location(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
 
 impl Store {
-    /// Opens (creating if missing, with parent directories) and migrates the
-    /// store. `location` is a file path, a `sqlite:` URL, or ":memory:".
+    /// Opens and migrates the store. `location` is a file path, a `sqlite:`
+    /// URL or ":memory:" (SQLite, created if missing with its parent
+    /// directories), or a `postgres://` / `postgresql://` URL (the database
+    /// must exist; the tables are created in the first schema of its
+    /// `search_path`).
     pub async fn open(location: &str) -> Result<Store> {
+        if is_postgres_location(location) {
+            return Store::open_postgres(location).await;
+        }
         if is_memory_location(location) {
             return Store::open_in_memory().await;
         }
@@ -139,7 +211,27 @@ impl Store {
                 location: display.clone(),
                 error,
             })?;
-        Store::finish_open(pool, display).await
+        Store::finish_open(Backend::Sqlite(pool), display).await
+    }
+
+    async fn open_postgres(location: &str) -> Result<Store> {
+        let options =
+            PgConnectOptions::from_str(location).map_err(|error| Error::InvalidLocation {
+                location: redacted_location(location),
+                error,
+            })?;
+        let display = pg_display(&options);
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            // Eager, like SQLite: a wrong URL fails at start, not mid-question.
+            .connect_with(options)
+            .await
+            .map_err(|error| Error::Open {
+                location: display.clone(),
+                error,
+            })?;
+        Store::finish_open(Backend::Postgres(pool), display).await
     }
 
     /// A private in-memory database, for tests. The pool holds exactly one
@@ -160,46 +252,66 @@ impl Store {
                 location: MEMORY.to_owned(),
                 error,
             })?;
-        Store::finish_open(pool, MEMORY.to_owned()).await
+        Store::finish_open(Backend::Sqlite(pool), MEMORY.to_owned()).await
     }
 
-    async fn finish_open(pool: SqlitePool, location: String) -> Result<Store> {
-        let migrator = migrator().await.map_err(|error| Error::Migrate {
+    async fn finish_open(backend: Backend, location: String) -> Result<Store> {
+        let migrate = |error| Error::Migrate {
             location: location.clone(),
             error,
-        })?;
-        migrator.run(&pool).await.map_err(|error| Error::Migrate {
-            location: location.clone(),
-            error,
-        })?;
+        };
+        // On PostgreSQL sqlx's migrator holds an advisory lock while it runs,
+        // so replicas starting together migrate once.
+        match &backend {
+            Backend::Sqlite(pool) => {
+                let migrator = migrator(Dialect::Sqlite).await.map_err(migrate)?;
+                migrator.run(pool).await.map_err(migrate)?;
+            }
+            Backend::Postgres(pool) => {
+                let migrator = migrator(Dialect::Postgres).await.map_err(migrate)?;
+                migrator.run(pool).await.map_err(migrate)?;
+            }
+        }
         tracing::debug!(store = %location, "store opened");
         Ok(Store {
-            pool,
+            backend,
             location: location.into(),
         })
     }
 
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
             .map_err(|e| self.query_error(e))?;
         Ok(())
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn dialect(&self) -> Dialect {
+        match &self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
-    /// The file path (or ":memory:") this store was opened on.
+    /// The SQLite pool, for the unit tests that inspect pragmas or play an
+    /// attacker with raw file access.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(_) => panic!("a SQLite-only test helper used on PostgreSQL"),
+        }
+    }
+
+    /// The file path (or ":memory:"), or the password-free PostgreSQL URL,
+    /// this store was opened on.
     pub fn location(&self) -> &str {
         &self.location
     }
 
     /// Waits for in-flight queries and closes every connection (which also
-    /// checkpoints the WAL). Clones of this store become unusable.
+    /// checkpoints a SQLite WAL). Clones of this store become unusable.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, pool => pool.close().await);
     }
 
     pub(crate) fn query_error(&self, error: sqlx::Error) -> Error {
@@ -229,7 +341,7 @@ fn is_memory_location(location: &str) -> bool {
 /// Migrations are compiled in so the binary never depends on files next to
 /// it. Append new ones here; never edit an applied one (sqlx checks its
 /// checksum and refuses to start).
-fn migrations() -> Vec<Migration> {
+fn migrations(dialect: Dialect) -> Vec<Migration> {
     let sql = |version: i64, name: &'static str, text: &'static str| {
         Migration::new(
             version,
@@ -239,36 +351,52 @@ fn migrations() -> Vec<Migration> {
             false,
         )
     };
-    vec![
-        sql(
-            1,
-            "audit",
-            include_str!("../../migrations/sqlite/0001_audit.sql"),
-        ),
-        sql(
-            2,
-            "sessions",
-            include_str!("../../migrations/sqlite/0002_sessions.sql"),
-        ),
-    ]
+    // Same versions and names per dialect, so both stores say the same thing
+    // about which schema they are at.
+    match dialect {
+        Dialect::Sqlite => vec![
+            sql(
+                1,
+                "audit",
+                include_str!("../../migrations/sqlite/0001_audit.sql"),
+            ),
+            sql(
+                2,
+                "sessions",
+                include_str!("../../migrations/sqlite/0002_sessions.sql"),
+            ),
+        ],
+        Dialect::Postgres => vec![
+            sql(
+                1,
+                "audit",
+                include_str!("../../migrations/postgres/0001_audit.sql"),
+            ),
+            sql(
+                2,
+                "sessions",
+                include_str!("../../migrations/postgres/0002_sessions.sql"),
+            ),
+        ],
+    }
 }
 
 /// `MigrationSource` is sqlx's public way to build a `Migrator` at runtime;
 /// the struct-literal route uses `#[doc(hidden)]` fields that sqlx may change.
 #[derive(Debug)]
-struct Embedded;
+struct Embedded(Dialect);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(
         self,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>>
     {
-        Box::pin(async { Ok(migrations()) })
+        Box::pin(async move { Ok(migrations(self.0)) })
     }
 }
 
-async fn migrator() -> std::result::Result<Migrator, MigrateError> {
-    Migrator::new(Embedded).await
+async fn migrator(dialect: Dialect) -> std::result::Result<Migrator, MigrateError> {
+    Migrator::new(Embedded(dialect)).await
 }
 
 #[cfg(test)]
@@ -295,12 +423,40 @@ mod tests {
     }
 
     #[test]
-    fn migrations_are_ordered_and_unique() {
-        let versions: Vec<i64> = migrations().iter().map(|m| m.version).collect();
+    fn migrations_are_ordered_unique_and_alike_per_dialect() {
+        let names = |d| -> Vec<(i64, String)> {
+            migrations(d)
+                .iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let versions: Vec<i64> = names(Dialect::Sqlite).iter().map(|m| m.0).collect();
         let mut sorted = versions.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(versions, sorted);
+        assert_eq!(names(Dialect::Sqlite), names(Dialect::Postgres));
+    }
+
+    #[test]
+    fn postgres_passwords_are_never_shown() {
+        let shown = redacted_location("postgresql://inv:s3cret@db:6432/app?sslmode=require");
+        assert_eq!(shown, "postgres://inv@db:6432/app");
+        assert_eq!(
+            redacted_location("postgres://inv:s3cret@db:x/"),
+            "postgres://…"
+        );
+        assert_eq!(redacted_location("data/store.db"), "data/store.db");
+    }
+
+    #[test]
+    fn postgres_locations_are_recognised() {
+        assert!(is_postgres_location("postgres://u@h/db"));
+        assert!(is_postgres_location(
+            "postgresql://u:p@h:5432/db?sslmode=disable"
+        ));
+        assert!(!is_postgres_location("store.db"));
+        assert!(!is_postgres_location("sqlite://postgres://x"));
     }
 
     #[tokio::test]

@@ -126,53 +126,57 @@ impl Store {
         squads: &[String],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let squads = serde_json::to_string(squads).map_err(|e| self.corrupt(e.to_string()))?;
-        let now = ts(now);
-        let done = sqlx::query(
-            "INSERT INTO sessions (id, principal, squads, created_at, updated_at, status, messages) \
-             VALUES (?, ?, ?, ?, ?, 'idle', '[]') ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(principal)
-        .bind(squads)
-        .bind(&now)
-        .bind(&now)
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(done.rows_affected() == 1)
+        on_pool!(self, pool => {
+            let squads = serde_json::to_string(squads).map_err(|e| self.corrupt(e.to_string()))?;
+            let now = ts(now);
+            let done = sqlx::query(
+                "INSERT INTO sessions (id, principal, squads, created_at, updated_at, status, messages) \
+                 VALUES ($1, $2, $3, $4, $5, 'idle', '[]') ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(principal)
+            .bind(squads)
+            .bind(&now)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(
-            "SELECT id, principal, squads, created_at, updated_at, status, pending_question \
-             FROM sessions WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        let Some(row) = row else { return Ok(None) };
-        let get = |name: &str| -> Result<String> {
-            row.try_get::<String, _>(name)
-                .map_err(|e| self.corrupt(format!("sessions.{name}: {e}")))
-        };
-        let squads: Vec<String> = serde_json::from_str(&get("squads")?)
-            .map_err(|e| self.corrupt(format!("sessions.squads of {id}: {e}")))?;
-        let status_text = get("status")?;
-        let status = SessionStatus::parse(&status_text)
-            .ok_or_else(|| self.corrupt(format!("unknown session status {status_text:?}")))?;
-        Ok(Some(SessionRow {
-            id: get("id")?,
-            principal: get("principal")?,
-            squads,
-            created_at: get("created_at")?,
-            updated_at: get("updated_at")?,
-            status,
-            pending_question: row
-                .try_get::<Option<String>, _>("pending_question")
-                .map_err(|e| self.corrupt(format!("sessions.pending_question: {e}")))?,
-        }))
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT id, principal, squads, created_at, updated_at, status, pending_question \
+                 FROM sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            let Some(row) = row else { return Ok(None) };
+            let get = |name: &str| -> Result<String> {
+                row.try_get::<String, _>(name)
+                    .map_err(|e| self.corrupt(format!("sessions.{name}: {e}")))
+            };
+            let squads: Vec<String> = serde_json::from_str(&get("squads")?)
+                .map_err(|e| self.corrupt(format!("sessions.squads of {id}: {e}")))?;
+            let status_text = get("status")?;
+            let status = SessionStatus::parse(&status_text)
+                .ok_or_else(|| self.corrupt(format!("unknown session status {status_text:?}")))?;
+            Ok(Some(SessionRow {
+                id: get("id")?,
+                principal: get("principal")?,
+                squads,
+                created_at: get("created_at")?,
+                updated_at: get("updated_at")?,
+                status,
+                pending_question: row
+                    .try_get::<Option<String>, _>("pending_question")
+                    .map_err(|e| self.corrupt(format!("sessions.pending_question: {e}")))?,
+            }))
+        })
     }
 
     /// Takes the session's lease until `until` unless someone else holds an
@@ -184,121 +188,134 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<LeaseOutcome> {
-        let done = sqlx::query(
-            "UPDATE sessions SET lease_holder = ?, lease_until = ? \
-             WHERE id = ? AND (lease_holder IS NULL OR lease_until < ?)",
-        )
-        .bind(holder)
-        .bind(ts(until))
-        .bind(id)
-        .bind(ts(now))
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        if done.rows_affected() == 1 {
-            return Ok(LeaseOutcome::Taken);
-        }
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ?")
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE sessions SET lease_holder = $1, lease_until = $2 \
+                 WHERE id = $3 AND (lease_holder IS NULL OR lease_until < $4)",
+            )
+            .bind(holder)
+            .bind(ts(until))
             .bind(id)
-            .fetch_optional(self.pool())
+            .bind(ts(now))
+            .execute(pool)
             .await
             .map_err(|e| self.query_error(e))?;
-        Ok(match exists {
-            Some(_) => LeaseOutcome::Busy,
-            None => LeaseOutcome::Unknown,
+            if done.rows_affected() == 1 {
+                return Ok(LeaseOutcome::Taken);
+            }
+            // The id, not `SELECT 1`: PostgreSQL types that literal INT4.
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            Ok(match exists {
+                Some(_) => LeaseOutcome::Busy,
+                None => LeaseOutcome::Unknown,
+            })
         })
     }
 
     /// Gives the lease back (a no-op if it was lost to someone else).
     pub async fn release_lease(&self, id: &str, holder: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE sessions SET lease_holder = NULL, lease_until = NULL \
-             WHERE id = ? AND lease_holder = ?",
-        )
-        .bind(id)
-        .bind(holder)
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(())
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE sessions SET lease_holder = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_holder = $2",
+            )
+            .bind(id)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(())
+        })
     }
 
     /// The conversation so far.
     pub async fn session_messages(&self, id: &str) -> Result<Vec<Message>> {
-        let text: Option<String> = sqlx::query_scalar("SELECT messages FROM sessions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.query_error(e))?;
-        match text {
-            None => Ok(Vec::new()),
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| self.corrupt(format!("sessions.messages of {id}: {e}"))),
-        }
+        on_pool!(self, pool => {
+            let text: Option<String> = sqlx::query_scalar("SELECT messages FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            match text {
+                None => Ok(Vec::new()),
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| self.corrupt(format!("sessions.messages of {id}: {e}"))),
+            }
+        })
     }
 
     /// Every evidence item of a session, in order.
     pub async fn session_evidence(&self, id: &str) -> Result<Vec<EvidenceItem>> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT item FROM evidence WHERE session_id = ? ORDER BY seq")
-                .bind(id)
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| self.query_error(e))?;
-        rows.iter()
-            .map(|text| {
-                serde_json::from_str(text)
-                    .map_err(|e| self.corrupt(format!("evidence of {id}: {e}")))
-            })
-            .collect()
+        on_pool!(self, pool => {
+            let rows: Vec<String> =
+                sqlx::query_scalar("SELECT item FROM evidence WHERE session_id = $1 ORDER BY seq")
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| self.query_error(e))?;
+            rows.iter()
+                .map(|text| {
+                    serde_json::from_str(text)
+                        .map_err(|e| self.corrupt(format!("evidence of {id}: {e}")))
+                })
+                .collect()
+        })
     }
 
     /// One evidence item of a session.
     pub async fn evidence_item(&self, session: &str, id: &str) -> Result<Option<EvidenceItem>> {
-        let text: Option<String> =
-            sqlx::query_scalar("SELECT item FROM evidence WHERE session_id = ? AND id = ?")
-                .bind(session)
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(|e| self.query_error(e))?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| self.corrupt(format!("evidence {id}: {e}")))
+        on_pool!(self, pool => {
+            let text: Option<String> =
+                sqlx::query_scalar("SELECT item FROM evidence WHERE session_id = $1 AND id = $2")
+                    .bind(session)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|e| self.query_error(e))?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| self.corrupt(format!("evidence {id}: {e}")))
+            })
+            .transpose()
         })
-        .transpose()
     }
 
     pub async fn session_reports(&self, id: &str) -> Result<Vec<StoredReport>> {
-        let rows = sqlx::query(
-            "SELECT seq, question, report, usage, cost_usd, turns, tool_calls, duration_ms, \
-             new_evidence, created_at FROM reports WHERE session_id = ? ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        rows.iter()
-            .map(|row| {
-                let bad = |e: &dyn std::fmt::Display| self.corrupt(format!("reports of {id}: {e}"));
-                let json = |name: &str| -> Result<serde_json::Value> {
-                    let text: String = row.try_get(name).map_err(|e| bad(&e))?;
-                    serde_json::from_str(&text).map_err(|e| bad(&e))
-                };
-                Ok(StoredReport {
-                    seq: row.try_get("seq").map_err(|e| bad(&e))?,
-                    question: row.try_get("question").map_err(|e| bad(&e))?,
-                    report: json("report")?,
-                    usage: serde_json::from_value(json("usage")?).map_err(|e| bad(&e))?,
-                    cost_usd: row.try_get("cost_usd").map_err(|e| bad(&e))?,
-                    turns: row.try_get("turns").map_err(|e| bad(&e))?,
-                    tool_calls: row.try_get("tool_calls").map_err(|e| bad(&e))?,
-                    duration_ms: row.try_get("duration_ms").map_err(|e| bad(&e))?,
-                    new_evidence: serde_json::from_value(json("new_evidence")?)
-                        .map_err(|e| bad(&e))?,
-                    created_at: row.try_get("created_at").map_err(|e| bad(&e))?,
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT seq, question, report, usage, cost_usd, turns, tool_calls, duration_ms, \
+                 new_evidence, created_at FROM reports WHERE session_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            rows.iter()
+                .map(|row| {
+                    let bad = |e: &dyn std::fmt::Display| self.corrupt(format!("reports of {id}: {e}"));
+                    let json = |name: &str| -> Result<serde_json::Value> {
+                        let text: String = row.try_get(name).map_err(|e| bad(&e))?;
+                        serde_json::from_str(&text).map_err(|e| bad(&e))
+                    };
+                    Ok(StoredReport {
+                        seq: row.try_get("seq").map_err(|e| bad(&e))?,
+                        question: row.try_get("question").map_err(|e| bad(&e))?,
+                        report: json("report")?,
+                        usage: serde_json::from_value(json("usage")?).map_err(|e| bad(&e))?,
+                        cost_usd: row.try_get("cost_usd").map_err(|e| bad(&e))?,
+                        turns: row.try_get("turns").map_err(|e| bad(&e))?,
+                        tool_calls: row.try_get("tool_calls").map_err(|e| bad(&e))?,
+                        duration_ms: row.try_get("duration_ms").map_err(|e| bad(&e))?,
+                        new_evidence: serde_json::from_value(json("new_evidence")?)
+                            .map_err(|e| bad(&e))?,
+                        created_at: row.try_get("created_at").map_err(|e| bad(&e))?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Marks a question as being answered, so a crash leaves a trace that can
@@ -310,18 +327,20 @@ impl Store {
         question: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE sessions SET status = 'running', pending_question = ?, updated_at = ? \
-             WHERE id = ? AND lease_holder = ?",
-        )
-        .bind(question)
-        .bind(ts(now))
-        .bind(id)
-        .bind(holder)
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        self.lease_held(id, done.rows_affected())
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE sessions SET status = 'running', pending_question = $1, updated_at = $2 \
+                 WHERE id = $3 AND lease_holder = $4",
+            )
+            .bind(question)
+            .bind(ts(now))
+            .bind(id)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            self.lease_held(id, done.rows_affected())
+        })
     }
 
     fn lease_held(&self, id: &str, rows: u64) -> Result<()> {
@@ -350,164 +369,174 @@ impl Store {
         squads: &[String],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let messages = serde_json::to_string(messages).map_err(|e| self.corrupt(e.to_string()))?;
-        let at = ts(now);
-        let mut tx = self.pool().begin().await.map_err(|e| self.query_error(e))?;
-        let done = sqlx::query(
-            "UPDATE sessions SET messages = ?, status = 'idle', pending_question = NULL, \
-             updated_at = ? WHERE id = ? AND lease_holder = ?",
-        )
-        .bind(&messages)
-        .bind(&at)
-        .bind(id)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(e))?;
-        self.lease_held(id, done.rows_affected())?;
-        for (offset, item) in new_evidence.iter().enumerate() {
-            let body = serde_json::to_string(item).map_err(|e| self.corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO evidence (session_id, id, seq, source, kind, created_at, item) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING",
+        on_pool!(self, pool => {
+            let messages = serde_json::to_string(messages).map_err(|e| self.corrupt(e.to_string()))?;
+            let at = ts(now);
+            let mut tx = pool.begin().await.map_err(|e| self.query_error(e))?;
+            let done = sqlx::query(
+                "UPDATE sessions SET messages = $1, status = 'idle', pending_question = NULL, \
+                 updated_at = $2 WHERE id = $3 AND lease_holder = $4",
+            )
+            .bind(&messages)
+            .bind(&at)
+            .bind(id)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            self.lease_held(id, done.rows_affected())?;
+            for (offset, item) in new_evidence.iter().enumerate() {
+                let body = serde_json::to_string(item).map_err(|e| self.corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO evidence (session_id, id, seq, source, kind, created_at, item) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_id, id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&item.id)
+                .bind(to_i64((first_seq + offset) as u64))
+                .bind(&item.source)
+                .bind(&item.kind)
+                .bind(&at)
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE session_id = $1",
             )
             .bind(id)
-            .bind(&item.id)
-            .bind(to_i64((first_seq + offset) as u64))
-            .bind(&item.source)
-            .bind(&item.kind)
-            .bind(&at)
-            .bind(body)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| self.query_error(e))?;
-        }
-        let seq: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE session_id = ?",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(e))?;
-        let json = |v: &dyn erased::ToJson| v.to_json().map_err(|e| self.corrupt(e.to_string()));
-        sqlx::query(
-            "INSERT INTO reports (session_id, seq, question, report, usage, cost_usd, turns, \
-             tool_calls, duration_ms, new_evidence, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(seq)
-        .bind(report.question)
-        .bind(json(&report.report)?)
-        .bind(json(&report.usage)?)
-        .bind(report.cost_usd)
-        .bind(i64::from(report.turns))
-        .bind(i64::from(report.tool_calls))
-        .bind(to_i64(report.duration_ms))
-        .bind(json(&report.new_evidence)?)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(e))?;
-        let day = now.date_naive().to_string();
-        // Cost is split evenly between the squads that asked, so the per-squad
-        // totals add up to what was spent.
-        let share = report.cost_usd / squads.len().max(1) as f64;
-        for squad in squads {
+            let json = |v: &dyn erased::ToJson| v.to_json().map_err(|e| self.corrupt(e.to_string()));
             sqlx::query(
-                "INSERT INTO usage_daily (squad, day, investigations, input_tokens, output_tokens, cost_usd) \
-                 VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (squad, day) DO UPDATE SET \
-                 investigations = usage_daily.investigations + 1, \
-                 input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
-                 output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
-                 cost_usd = usage_daily.cost_usd + excluded.cost_usd",
+                "INSERT INTO reports (session_id, seq, question, report, usage, cost_usd, turns, \
+                 tool_calls, duration_ms, new_evidence, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
-            .bind(squad)
-            .bind(&day)
-            .bind(to_i64(
-                report.usage.input_tokens
-                    + report.usage.cache_creation_input_tokens
-                    + report.usage.cache_read_input_tokens,
-            ))
-            .bind(to_i64(report.usage.output_tokens))
-            .bind(share)
+            .bind(id)
+            .bind(seq)
+            .bind(report.question)
+            .bind(json(&report.report)?)
+            .bind(json(&report.usage)?)
+            .bind(report.cost_usd)
+            .bind(i64::from(report.turns))
+            .bind(i64::from(report.tool_calls))
+            .bind(to_i64(report.duration_ms))
+            .bind(json(&report.new_evidence)?)
+            .bind(&at)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.query_error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.query_error(e))?;
-        Ok(())
+            let day = now.date_naive().to_string();
+            // Cost is split evenly between the squads that asked, so the per-squad
+            // totals add up to what was spent.
+            let share = report.cost_usd / squads.len().max(1) as f64;
+            for squad in squads {
+                sqlx::query(
+                    "INSERT INTO usage_daily (squad, day, investigations, input_tokens, output_tokens, cost_usd) \
+                     VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (squad, day) DO UPDATE SET \
+                     investigations = usage_daily.investigations + 1, \
+                     input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
+                     output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
+                     cost_usd = usage_daily.cost_usd + excluded.cost_usd",
+                )
+                .bind(squad)
+                .bind(&day)
+                .bind(to_i64(
+                    report.usage.input_tokens
+                        + report.usage.cache_creation_input_tokens
+                        + report.usage.cache_read_input_tokens,
+                ))
+                .bind(to_i64(report.usage.output_tokens))
+                .bind(share)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            }
+            tx.commit().await.map_err(|e| self.query_error(e))?;
+            Ok(())
+        })
     }
 
     /// Marks a running session interrupted and frees it (its question was
     /// cancelled or the process is stopping). Only the lease holder may.
     pub async fn mark_interrupted(&self, id: &str, holder: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "UPDATE sessions SET status = 'interrupted', updated_at = ?, lease_holder = NULL, \
-             lease_until = NULL WHERE id = ? AND status = 'running' AND lease_holder = ?",
-        )
-        .bind(ts(now))
-        .bind(id)
-        .bind(holder)
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(())
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE sessions SET status = 'interrupted', updated_at = $1, lease_holder = NULL, \
+                 lease_until = NULL WHERE id = $2 AND status = 'running' AND lease_holder = $3",
+            )
+            .bind(ts(now))
+            .bind(id)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(())
+        })
     }
 
     /// At start: sessions left running by a process that died (lease expired)
     /// become interrupted. Returns how many.
     pub async fn recover_interrupted(&self, now: DateTime<Utc>) -> Result<u64> {
-        let now = ts(now);
-        let done = sqlx::query(
-            "UPDATE sessions SET status = 'interrupted', updated_at = ?, lease_holder = NULL, \
-             lease_until = NULL WHERE status = 'running' AND (lease_until IS NULL OR lease_until < ?)",
-        )
-        .bind(&now)
-        .bind(&now)
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(done.rows_affected())
+        on_pool!(self, pool => {
+            let now = ts(now);
+            let done = sqlx::query(
+                "UPDATE sessions SET status = 'interrupted', updated_at = $1, lease_holder = NULL, \
+                 lease_until = NULL WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $2)",
+            )
+            .bind(&now)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Usage per squad and day, newest first.
     pub async fn usage(&self, since: NaiveDate) -> Result<Vec<UsageRow>> {
-        let rows = sqlx::query(
-            "SELECT squad, day, investigations, input_tokens, output_tokens, cost_usd \
-             FROM usage_daily WHERE day >= ? ORDER BY day DESC, squad",
-        )
-        .bind(since.to_string())
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        rows.iter()
-            .map(|row| {
-                let bad = |e: sqlx::Error| self.corrupt(format!("usage_daily: {e}"));
-                Ok(UsageRow {
-                    squad: row.try_get("squad").map_err(bad)?,
-                    day: row.try_get("day").map_err(bad)?,
-                    investigations: row.try_get("investigations").map_err(bad)?,
-                    input_tokens: row.try_get("input_tokens").map_err(bad)?,
-                    output_tokens: row.try_get("output_tokens").map_err(bad)?,
-                    cost_usd: row.try_get("cost_usd").map_err(bad)?,
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT squad, day, investigations, input_tokens, output_tokens, cost_usd \
+                 FROM usage_daily WHERE day >= $1 ORDER BY day DESC, squad",
+            )
+            .bind(since.to_string())
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            rows.iter()
+                .map(|row| {
+                    let bad = |e: sqlx::Error| self.corrupt(format!("usage_daily: {e}"));
+                    Ok(UsageRow {
+                        squad: row.try_get("squad").map_err(bad)?,
+                        day: row.try_get("day").map_err(bad)?,
+                        investigations: row.try_get("investigations").map_err(bad)?,
+                        input_tokens: row.try_get("input_tokens").map_err(bad)?,
+                        output_tokens: row.try_get("output_tokens").map_err(bad)?,
+                        cost_usd: row.try_get("cost_usd").map_err(bad)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Records a chat event id; false when it was seen before (a retry).
     pub async fn mark_event_processed(&self, event_id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO processed_events (event_id, received_at) VALUES (?, ?) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event_id)
-        .bind(ts(now))
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(done.rows_affected() == 1)
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "INSERT INTO processed_events (event_id, received_at) VALUES ($1, $2) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(event_id)
+            .bind(ts(now))
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     pub async fn add_feedback(
@@ -518,53 +547,57 @@ impl Store {
         comment: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO feedback (session_id, principal, rating, comment, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(session)
-        .bind(principal)
-        .bind(rating)
-        .bind(comment)
-        .bind(ts(now))
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.query_error(e))?;
-        Ok(())
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO feedback (session_id, principal, rating, comment, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(session)
+            .bind(principal)
+            .bind(rating)
+            .bind(comment)
+            .bind(ts(now))
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(())
+        })
     }
 
     /// Deletes sessions (with their evidence, reports and feedback) not updated
     /// since `before`, and processed event ids older than it. Running sessions
     /// are kept. The audit log is never pruned: it is append-only by design.
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned> {
-        let cutoff = ts(before);
-        let mut tx = self.pool().begin().await.map_err(|e| self.query_error(e))?;
-        // Children first, so this works without relying on cascades.
-        for table in ["evidence", "reports", "feedback"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE session_id IN \
-                 (SELECT id FROM sessions WHERE updated_at < ? AND status <> 'running')"
-            ))
-            .bind(&cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.query_error(e))?;
-        }
-        let sessions =
-            sqlx::query("DELETE FROM sessions WHERE updated_at < ? AND status <> 'running'")
+        on_pool!(self, pool => {
+            let cutoff = ts(before);
+            let mut tx = pool.begin().await.map_err(|e| self.query_error(e))?;
+            // Children first, so this works without relying on cascades.
+            for table in ["evidence", "reports", "feedback"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE session_id IN \
+                     (SELECT id FROM sessions WHERE updated_at < $1 AND status <> 'running')"
+                ))
+                .bind(&cutoff)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            }
+            let sessions =
+                sqlx::query("DELETE FROM sessions WHERE updated_at < $1 AND status <> 'running'")
+                    .bind(&cutoff)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.query_error(e))?
+                    .rows_affected();
+            let events = sqlx::query("DELETE FROM processed_events WHERE received_at < $1")
                 .bind(&cutoff)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.query_error(e))?
                 .rows_affected();
-        let events = sqlx::query("DELETE FROM processed_events WHERE received_at < ?")
-            .bind(&cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.query_error(e))?
-            .rows_affected();
-        tx.commit().await.map_err(|e| self.query_error(e))?;
-        Ok(Pruned { sessions, events })
+            tx.commit().await.map_err(|e| self.query_error(e))?;
+            Ok(Pruned { sessions, events })
+        })
     }
 }
 

@@ -90,3 +90,96 @@ impl Harness {
 pub fn fill(sql: &str, app: &str, secret: &str) -> String {
     sql.replace("{app}", app).replace("{secret}", secret)
 }
+
+/// Which store backend a parametrised test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A store location of its own: a file in a temporary directory, or a fresh
+/// schema on the test PostgreSQL reached through `search_path`. Call
+/// [`TestStore::cleanup`] at the end; a failed test leaves its `inv_store_*`
+/// schema behind for inspection.
+pub struct TestStore {
+    pub location: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestStore {
+    pub async fn new(kind: StoreKind) -> TestStore {
+        match kind {
+            StoreKind::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                TestStore {
+                    location: dir.path().join("store.db").display().to_string(),
+                    _dir: Some(dir),
+                    schema: None,
+                }
+            }
+            StoreKind::Postgres => {
+                let schema = unique("store");
+                let admin = pg_admin().await;
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create schema");
+                admin.close().await;
+                let url = pg_url();
+                let sep = if url.contains('?') { '&' } else { '?' };
+                TestStore {
+                    // `-c search_path=<schema>`, URL-encoded: every connection
+                    // of the store's pool lands in this test's schema.
+                    location: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+                    _dir: None,
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+
+    pub async fn open(&self) -> Store {
+        Store::open(&self.location).await.expect("open store")
+    }
+
+    pub async fn cleanup(self) {
+        if let Some(schema) = &self.schema {
+            let admin = pg_admin().await;
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .expect("drop schema");
+            admin.close().await;
+        }
+    }
+}
+
+async fn pg_admin() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_url())
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (see README: tests need it)")
+}
+
+/// Declares `mod $name { sqlite, postgres }` test pairs running the async
+/// `fn $name(StoreKind)` once per backend.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::suite::common::StoreKind::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::suite::common::StoreKind::Postgres).await
+                }
+            }
+        )*
+    };
+}

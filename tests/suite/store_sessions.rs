@@ -1,15 +1,99 @@
 //! Stored sessions: a follow-up after a restart continues the thread, concurrent
 //! follow-ups lose nothing, other squads cannot see a session, retention prunes.
+//! Every test runs on SQLite and on PostgreSQL (its own schema), and the
+//! replica tests open two stores on one database, as two processes would.
 
 use std::path::Path;
 use std::sync::Arc;
+
+use chrono::TimeZone;
+use futures::future::join_all;
 
 use investigator::access::{Principal, Transport};
 use investigator::app::{App, AskError, ModelChoice};
 use investigator::config::interpolate::ProcessEnv;
 use investigator::engine::NoEvents;
 use investigator::llm::{ContentBlock, Role};
-use investigator::store::{SessionStatus, Store};
+use investigator::store::{AuditRecord, Dialect, LeaseOutcome, SessionStatus, Verdict};
+
+use super::common::{StoreKind, TestStore};
+
+crate::on_both_stores!(
+    a_follow_up_after_a_restart_continues_the_session,
+    concurrent_follow_ups_on_two_replicas_lose_nothing,
+    another_squad_cannot_see_or_continue_a_session,
+    leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones,
+    concurrent_appenders_on_two_replicas_keep_one_chain,
+    two_replicas_racing_for_a_lease_take_it_once,
+);
+
+/// PostgreSQL only: the schema lands where `search_path` says, the triggers
+/// refuse edits (TRUNCATE too), the location hides the password, and an edit
+/// made by someone who can disable triggers is still caught by the chain.
+#[tokio::test]
+async fn postgres_store_is_append_only_and_tamper_evident() {
+    let place = TestStore::new(StoreKind::Postgres).await;
+    let store = place.open().await;
+    assert_eq!(store.dialect(), Dialect::Postgres);
+    assert!(
+        store.location().starts_with("postgres://"),
+        "{}",
+        store.location()
+    );
+    for i in 0..3 {
+        store
+            .append_audit(&audit_record(0, i))
+            .await
+            .expect("append");
+    }
+    let schema = place
+        .location
+        .rsplit("%3D")
+        .next()
+        .expect("schema")
+        .to_owned();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&place.location)
+        .await
+        .expect("connect");
+    let table_schema: String = sqlx::query_scalar(
+        "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'audit_log'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit_log exists once");
+    assert_eq!(table_schema, schema);
+    for sql in [
+        "UPDATE audit_log SET statement = 'x' WHERE seq = 1",
+        "DELETE FROM audit_log WHERE seq = 2",
+        "TRUNCATE audit_log",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert!(store.verify_audit().await.expect("verify").ok);
+    sqlx::raw_sql(
+        "ALTER TABLE audit_log DISABLE TRIGGER USER; \
+         UPDATE audit_log SET statement = 'SELECT 42' WHERE seq = 2;",
+    )
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    let verified = store.verify_audit().await.expect("verify");
+    assert!(!verified.ok);
+    assert!(
+        verified
+            .problems
+            .iter()
+            .any(|p| p.contains("entry 2: hash mismatch")),
+        "{:?}",
+        verified.problems
+    );
+    pool.close().await;
+    store.close().await;
+    place.cleanup().await;
+}
 
 fn demo_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo"))
@@ -19,10 +103,10 @@ fn checkout() -> Principal {
     Principal::new(Transport::Slack, "U0DEMO").in_channel("C0DEMO")
 }
 
-async fn app_on(store: &Path) -> App {
+async fn app_on(store: &TestStore) -> App {
     App::build(
         demo_dir(),
-        &store.display().to_string(),
+        &store.location,
         ModelChoice::Offline,
         &ProcessEnv,
     )
@@ -42,12 +126,10 @@ fn user_texts(messages: &[investigator::llm::Message]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_follow_up_after_a_restart_continues_the_session() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("store.db");
+async fn a_follow_up_after_a_restart_continues_the_session(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
     let (id, first_evidence) = {
-        let app = app_on(&path).await;
+        let app = app_on(&place).await;
         let (id, _) = app.start_session(&checkout()).await.expect("session");
         let outcome = app
             .ask_in_session(&checkout(), &id, "why is checkout erroring?", &NoEvents)
@@ -58,8 +140,8 @@ async fn a_follow_up_after_a_restart_continues_the_session() {
         (id, outcome.new_evidence.len())
     };
 
-    // A new process: everything is rebuilt from the store file.
-    let app = app_on(&path).await;
+    // A new process: everything is rebuilt from the store.
+    let app = app_on(&place).await;
     let (row, _) = app.session_for(&checkout(), &id).await.expect("visible");
     assert_eq!(row.status, SessionStatus::Idle);
     let outcome = app
@@ -99,16 +181,22 @@ async fn a_follow_up_after_a_restart_continues_the_session() {
     assert!(usage
         .iter()
         .any(|u| u.squad == "checkout" && u.investigations == 2));
+    store.close().await;
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn concurrent_follow_ups_on_one_session_lose_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = Arc::new(app_on(&dir.path().join("store.db")).await);
+async fn concurrent_follow_ups_on_two_replicas_lose_nothing(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
+    // Two replicas: two apps, two pools, one database.
+    let replicas = [
+        Arc::new(app_on(&place).await),
+        Arc::new(app_on(&place).await),
+    ];
+    let app = replicas[0].clone();
     let (id, _) = app.start_session(&checkout()).await.expect("session");
     let mut tasks = Vec::new();
     for i in 0..3 {
-        let app = app.clone();
+        let app = replicas[i % 2].clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             app.ask_in_session(
@@ -139,12 +227,15 @@ async fn concurrent_follow_ups_on_one_session_lose_nothing() {
     for i in 0..3 {
         assert!(texts.contains(&format!("question {i}:")), "{texts}");
     }
+    for replica in &replicas {
+        replica.sessions.store().close().await;
+    }
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn another_squad_cannot_see_or_continue_a_session() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_on(&dir.path().join("store.db")).await;
+async fn another_squad_cannot_see_or_continue_a_session(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
+    let app = app_on(&place).await;
     let (id, _) = app.start_session(&checkout()).await.expect("session");
     let identity = Principal::new(Transport::Slack, "U0IDENTITY").in_channel("C0IDENTITY");
     assert!(matches!(
@@ -160,11 +251,13 @@ async fn another_squad_cannot_see_or_continue_a_session() {
         app.session_for(&checkout(), "nope").await,
         Err(AskError::NotFound)
     ));
+    app.sessions.store().close().await;
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones() {
-    let store = Store::open_in_memory().await.expect("store");
+async fn leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
+    let store = place.open().await;
     let now = chrono::Utc::now();
     let squads = vec!["checkout".to_string()];
     assert!(store
@@ -175,7 +268,6 @@ async fn leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones
         .create_session("s1", "slack:U1", &squads, now)
         .await
         .expect("dup"));
-    use investigator::store::LeaseOutcome;
     let soon = now + chrono::Duration::seconds(30);
     assert_eq!(
         store.try_lease("s1", "a", now, soon).await.expect("lease"),
@@ -230,4 +322,110 @@ async fn leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones
     assert_eq!(pruned.events, 1);
     assert!(store.session("s1").await.expect("row").is_none());
     assert!(store.session("s2").await.expect("row").is_some());
+    store.close().await;
+    place.cleanup().await;
+}
+
+fn audit_record(replica: usize, i: usize) -> AuditRecord {
+    AuditRecord {
+        at: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .single()
+            .expect("valid date"),
+        principal: format!("slack:U{replica}"),
+        channel: None,
+        squad: Some("checkout".to_owned()),
+        source: "orders".to_owned(),
+        tool: "run_query".to_owned(),
+        statement: format!("SELECT {i}"),
+        verdict: Verdict::Allowed,
+        reason: None,
+        rows: Some(1),
+        duration_ms: Some(3),
+        evidence_id: None,
+        session_id: None,
+    }
+}
+
+async fn concurrent_appenders_on_two_replicas_keep_one_chain(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
+    let replicas = [place.open().await, place.open().await];
+    // 20 appenders, alternating between the replicas, all at once.
+    let appends = (0..20).map(|i| {
+        let store = replicas[i % 2].clone();
+        async move { store.append_audit(&audit_record(i % 2, i)).await }
+    });
+    let entries: Vec<_> = join_all(appends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    let mut seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=20).collect::<Vec<i64>>(), "contiguous, no fork");
+    for store in &replicas {
+        let verified = store.verify_audit().await.expect("verify");
+        assert!(verified.ok, "{:?}", verified.problems);
+        assert_eq!(verified.entries, 20);
+        assert_eq!(verified.head_seq, Some(20));
+    }
+    let tail = replicas[1].tail_audit(20).await.expect("tail");
+    for pair in tail.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "linked");
+    }
+    for store in &replicas {
+        store.close().await;
+    }
+    place.cleanup().await;
+}
+
+async fn two_replicas_racing_for_a_lease_take_it_once(kind: StoreKind) {
+    let place = TestStore::new(kind).await;
+    let replicas = [place.open().await, place.open().await];
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::seconds(30);
+    let squads = vec!["checkout".to_string()];
+    replicas[0]
+        .create_session("race", "slack:U1", &squads, now)
+        .await
+        .expect("create");
+    let attempts = (0..10).map(|i| {
+        let store = replicas[i % 2].clone();
+        async move {
+            store
+                .try_lease("race", &format!("holder-{i}"), now, until)
+                .await
+        }
+    });
+    let outcomes: Vec<LeaseOutcome> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("lease"))
+        .collect();
+    let taken = outcomes
+        .iter()
+        .filter(|o| **o == LeaseOutcome::Taken)
+        .count();
+    assert_eq!(taken, 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, LeaseOutcome::Taken | LeaseOutcome::Busy)));
+    // Whoever won, the other replica cannot write under its own name ...
+    assert!(replicas[1]
+        .mark_running("race", "someone-else", "q", now)
+        .await
+        .is_err());
+    // ... until the lease expires.
+    let later = until + chrono::Duration::seconds(1);
+    assert_eq!(
+        replicas[1]
+            .try_lease("race", "late", later, later + chrono::Duration::seconds(30))
+            .await
+            .expect("lease"),
+        LeaseOutcome::Taken
+    );
+    for store in &replicas {
+        store.close().await;
+    }
+    place.cleanup().await;
 }
