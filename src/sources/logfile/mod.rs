@@ -25,6 +25,7 @@ use super::{
 };
 use crate::access::SourceGrant;
 use crate::config::{LogfileConfig, SourceEntry, SourceSpec};
+use crate::evidence::patterns::{Drain, DrainConfig};
 use crate::evidence::{Column, Content, Table};
 
 pub use files::{wildcard_match, MAX_LINE_BYTES};
@@ -693,17 +694,20 @@ impl Inner {
             example: String,
             order: u64,
         }
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut pooled = false;
+        // Lines are grouped by a Drain parse tree (evidence::patterns): templates
+        // learn which tokens vary, so ids, counts and hosts become <*>.
+        let mut drain = Drain::new(DrainConfig {
+            max_groups: MAX_PATTERNS,
+            track_parameters: false,
+            max_examples: 0,
+            ..DrainConfig::default()
+        });
+        let mut by_id: HashMap<usize, Group> = HashMap::new();
         let mut seen = 0u64;
         let stats = self.scan(query, deadline, |record, raw, _key| {
-            let mut key = template(&record.message);
-            if !groups.contains_key(&key) && groups.len() >= MAX_PATTERNS {
-                key = OTHER_PATTERNS.to_string();
-                pooled = true;
-            }
+            let id = drain.add(&record.message);
             seen += 1;
-            let group = groups.entry(key).or_insert_with(|| Group {
+            let group = by_id.entry(id).or_insert_with(|| Group {
                 count: 0,
                 first: None,
                 last: None,
@@ -719,6 +723,35 @@ impl Inner {
             let level = record.level.unwrap_or_else(|| "-".to_string());
             *group.levels.entry(level).or_default() += 1;
         });
+        // Groups whose templates became equal were merged by the parser; fold ours too.
+        let pooled = drain.groups().iter().any(|g| g.overflow);
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        for (id, group) in by_id {
+            let key = drain.template(drain.resolve(id));
+            match groups.get_mut(&key) {
+                Some(into) => {
+                    into.count += group.count;
+                    into.first = match (into.first, group.first) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    into.last = match (into.last, group.last) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                    for (level, n) in group.levels {
+                        *into.levels.entry(level).or_default() += n;
+                    }
+                    if group.order < into.order {
+                        into.order = group.order;
+                        into.example = group.example;
+                    }
+                }
+                None => {
+                    groups.insert(key, group);
+                }
+            }
+        }
         let distinct = groups.len();
         let mut sorted: Vec<(String, Group)> = groups.into_iter().collect();
         // Ties broken by first appearance, so output is stable across runs.
