@@ -368,12 +368,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..investigator::api::ApiSettings::default()
             };
             let master = MasterKey::from_env()?;
+            // Every enabled chat transport runs beside the API on the same App and
+            // store, so a thread and the API read one investigation.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let slack = if std::env::var_os("SLACK_BOT_TOKEN").is_some() {
+                let settings = investigator::chat::slack::SlackSettings::from_env(&ProcessEnv)?;
+                eprintln!("slack: {:?} mode", settings.mode);
+                let mut stop = stop_rx.clone();
+                let slack_app = app.clone();
+                Some(tokio::spawn(async move {
+                    let shutdown = async move {
+                        let _ = stop.changed().await;
+                    };
+                    investigator::chat::slack::run(slack_app, settings, shutdown).await
+                }))
+            } else {
+                None
+            };
             let state = investigator::api::ApiState::new(app, settings, master.as_ref())?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             eprintln!("API listening on http://{}", listener.local_addr()?);
-            investigator::api::serve(listener, state, shutdown_signal()).await?;
+            investigator::api::serve(listener, state, async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            })
+            .await?;
+            if let Some(slack) = slack {
+                match slack.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => eprintln!("slack stopped with an error: {err}"),
+                    Err(err) => eprintln!("slack task failed: {err}"),
+                }
+            }
+            drop(stop_rx);
             eprintln!("stopped");
             Ok(ExitCode::SUCCESS)
         }
