@@ -110,6 +110,10 @@ pub fn compact_for_model(item: &EvidenceItem, budget: usize) -> String {
                 out.push_str(&format!(" ({note})"));
             }
             out.push('\n');
+            if let Some(grouped) = grouped_log_lines(table, budget.saturating_sub(out.len())) {
+                out.push_str(&grouped);
+                return clip(out, budget);
+            }
             let columns: Vec<String> = table
                 .columns
                 .iter()
@@ -287,6 +291,180 @@ fn compact_log_hits(out: &mut String, item: &EvidenceItem, value: &Value, budget
     }
 }
 
+/// Log lines (a table with a `message` column and more than a screenful of rows)
+/// reach the model grouped by message pattern: count, first and last time,
+/// levels, services and one example row per pattern. When not all patterns fit,
+/// the last third of the budget goes to the rarest ones, so a rare causal line is
+/// not crowded out by noise.
+fn grouped_log_lines(table: &super::Table, budget: usize) -> Option<String> {
+    const MIN_ROWS: usize = 20;
+    let col = |names: &[&str]| {
+        table
+            .columns
+            .iter()
+            .position(|c| names.iter().any(|n| c.name.eq_ignore_ascii_case(n)))
+    };
+    let message = col(&["message", "msg"])?;
+    if table.rows.len() < MIN_ROWS {
+        return None;
+    }
+    let (time, level, service) = (
+        col(&["timestamp", "@timestamp", "time"]),
+        col(&["level", "severity"]),
+        col(&["service", "service.name", "app"]),
+    );
+    let text = |row: &[Value], i: Option<usize>| {
+        i.and_then(|i| row.get(i))
+            .map(super::cell_text)
+            .unwrap_or_default()
+    };
+    struct Group {
+        count: usize,
+        first: String,
+        last: String,
+        levels: Vec<String>,
+        services: Vec<String>,
+        example: usize,
+    }
+    let mut drain = super::patterns::Drain::new(super::patterns::DrainConfig {
+        track_parameters: false,
+        max_examples: 0,
+        max_groups: 10_000,
+        ..super::patterns::DrainConfig::default()
+    });
+    let mut by_id: std::collections::HashMap<usize, Group> = std::collections::HashMap::new();
+    for (index, row) in table.rows.iter().enumerate() {
+        let id = drain.add(&text(row, Some(message)));
+        let (t, l, s) = (text(row, time), text(row, level), text(row, service));
+        let group = by_id.entry(id).or_insert_with(|| Group {
+            count: 0,
+            first: t.clone(),
+            last: t.clone(),
+            levels: Vec::new(),
+            services: Vec::new(),
+            example: index,
+        });
+        group.count += 1;
+        if !t.is_empty() && (group.first.is_empty() || t < group.first) {
+            group.first = t.clone();
+        }
+        if t > group.last {
+            group.last = t;
+        }
+        if !l.is_empty() && !group.levels.contains(&l) {
+            group.levels.push(l);
+        }
+        if !s.is_empty() && !group.services.contains(&s) && group.services.len() < 5 {
+            group.services.push(s);
+        }
+    }
+    let mut merged: Vec<(String, Group)> = Vec::new();
+    for (id, group) in by_id {
+        let pattern = drain.template(drain.resolve(id));
+        match merged.iter_mut().find(|(p, _)| *p == pattern) {
+            Some((_, into)) => {
+                into.count += group.count;
+                if !group.first.is_empty() && (into.first.is_empty() || group.first < into.first) {
+                    into.first = group.first;
+                }
+                if group.last > into.last {
+                    into.last = group.last;
+                }
+                into.levels.extend(
+                    group
+                        .levels
+                        .into_iter()
+                        .filter(|l| !into.levels.contains(l))
+                        .collect::<Vec<_>>(),
+                );
+                into.services.extend(
+                    group
+                        .services
+                        .into_iter()
+                        .filter(|s| !into.services.contains(s))
+                        .collect::<Vec<_>>(),
+                );
+                into.example = into.example.min(group.example);
+            }
+            None => merged.push((pattern, group)),
+        }
+    }
+    merged.sort_by(|a, b| {
+        b.1.count
+            .cmp(&a.1.count)
+            .then(a.1.example.cmp(&b.1.example))
+    });
+    let line_of = |(pattern, g): &(String, Group)| {
+        let example: Vec<Value> = table.rows[g.example]
+            .iter()
+            .map(|v| clip_value(v, 200))
+            .collect();
+        serde_json::json!([
+            pattern,
+            g.count,
+            g.first,
+            g.last,
+            g.levels.join(","),
+            g.services.join(","),
+            example
+        ])
+        .to_string()
+    };
+    let mut out = format!(
+        "{} line(s) grouped into {} message pattern(s); the whole lines are kept in the evidence\ncolumns: pattern:TEXT, count:INTEGER, first_seen:TEXT, last_seen:TEXT, levels:TEXT, services:TEXT, example:JSON\n",
+        table.rows.len(),
+        merged.len()
+    );
+    let lines: Vec<String> = merged.iter().map(line_of).collect();
+    let total: usize = lines.iter().map(|l| l.len() + 1).sum();
+    if out.len() + total <= budget {
+        for line in &lines {
+            out.push_str(line);
+            out.push('\n');
+        }
+        return Some(out);
+    }
+    // Frequent first, then the rarest in the last third.
+    let room = budget.saturating_sub(out.len() + 80);
+    let frequent_room = room * 2 / 3;
+    let mut used = 0;
+    let mut shown = vec![false; lines.len()];
+    for (i, line) in lines.iter().enumerate() {
+        if used + line.len() + 1 > frequent_room {
+            break;
+        }
+        used += line.len() + 1;
+        shown[i] = true;
+    }
+    for (i, line) in lines.iter().enumerate().rev() {
+        if shown[i] {
+            break;
+        }
+        if used + line.len() + 1 > room {
+            continue;
+        }
+        used += line.len() + 1;
+        shown[i] = true;
+    }
+    let mut hidden = (0usize, 0usize);
+    for (i, line) in lines.iter().enumerate() {
+        if shown[i] {
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            hidden.0 += 1;
+            hidden.1 += merged[i].1.count;
+        }
+    }
+    if hidden.0 > 0 {
+        out.push_str(&format!(
+            "… {} more pattern(s) covering {} line(s) not shown\n",
+            hidden.0, hidden.1
+        ));
+    }
+    Some(out)
+}
+
 fn clip_value(value: &Value, max: usize) -> Value {
     match value {
         Value::String(s) if s.chars().count() > max => {
@@ -360,5 +538,92 @@ mod tests {
         );
         assert!(view.contains("at least 40000000 hit(s)"), "{view}");
         assert!(view.contains("more template(s) in evidence E1"), "{view}");
+    }
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+    use crate::evidence::{Column, Table};
+    use serde_json::json;
+
+    fn item_with(rows: Vec<Vec<Value>>) -> EvidenceItem {
+        let mut table = Table::new(
+            ["timestamp", "level", "service", "message"]
+                .iter()
+                .map(|n| Column {
+                    name: n.to_string(),
+                    type_name: "TEXT".into(),
+                })
+                .collect(),
+        );
+        table.total_rows = Some(rows.len() as u64);
+        table.rows = rows;
+        EvidenceItem {
+            id: "E1".into(),
+            source: "logs".into(),
+            kind: "logfile".into(),
+            tool: "search_logs".into(),
+            arguments: json!({}),
+            statement: String::new(),
+            at: chrono::Utc::now(),
+            duration_ms: 0,
+            content: Some(Content::Table(table)),
+            error: None,
+            note: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn log_lines_are_grouped_and_a_rare_pattern_survives_the_budget() {
+        let mut rows = Vec::new();
+        for i in 0..3000 {
+            // Many noisy patterns, each frequent.
+            let message = format!(
+                "request {i} served path /api/v{} in {}ms variant{}",
+                i % 3,
+                i % 97,
+                i % 40
+            );
+            rows.push(vec![
+                json!(format!("2026-01-15T10:{:02}:00Z", i % 60)),
+                json!("INFO"),
+                json!("gateway"),
+                json!(message),
+            ]);
+        }
+        rows.push(vec![
+            json!("2026-01-15T10:14:00Z"),
+            json!("ERROR"),
+            json!("payment-service"),
+            json!("HikariPool-1 - Connection is not available, request timed out after 30000ms."),
+        ]);
+        let item = item_with(rows);
+        let compact = compact_for_model(&item, 4_000);
+        assert!(compact.len() <= 4_000, "{}", compact.len());
+        assert!(compact.contains("Connection is not available"), "{compact}");
+        assert!(compact.contains("grouped into"), "{compact}");
+        let raw = serde_json::to_string(&item.content)
+            .unwrap_or_default()
+            .len();
+        assert!(raw / compact.len() >= 20, "ratio {}", raw / compact.len());
+    }
+
+    #[test]
+    fn small_log_results_are_shown_as_rows() {
+        let rows = (0..5)
+            .map(|i| {
+                vec![
+                    json!("t"),
+                    json!("INFO"),
+                    json!("s"),
+                    json!(format!("line {i}")),
+                ]
+            })
+            .collect();
+        let compact = compact_for_model(&item_with(rows), 4_000);
+        assert!(!compact.contains("grouped into"), "{compact}");
+        assert!(compact.contains("line 4"));
     }
 }

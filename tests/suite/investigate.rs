@@ -312,7 +312,12 @@ async fn offline_follow_up_regroups_earlier_evidence() {
         )
         .await
         .expect("allowed");
-    assert_eq!(first.new_evidence.len(), 5);
+    // One item per runbook step that found a tool (E2 is the error count over time).
+    assert_eq!(first.new_evidence.len(), 6);
+    assert_eq!(
+        conversation.evidence.get("E2").map(|e| e.tool.as_str()),
+        Some("count_over_time")
+    );
     let second = app
         .ask(
             &demo_principal(),
@@ -322,8 +327,8 @@ async fn offline_follow_up_regroups_earlier_evidence() {
         )
         .await
         .expect("allowed");
-    assert_eq!(second.new_evidence, vec!["E6"]);
-    let e6 = conversation.evidence.get("E6").expect("E6");
+    assert_eq!(second.new_evidence, vec!["E7"]);
+    let e6 = conversation.evidence.get("E7").expect("E7");
     assert_eq!(e6.tool, "count_over_time");
     assert_eq!(e6.arguments["bucket"], json!("1h"));
     assert_eq!(
@@ -331,7 +336,7 @@ async fn offline_follow_up_regroups_earlier_evidence() {
         conversation.evidence.get("E2").expect("E2").arguments["level"]
     );
     assert!(
-        second.report.cited.contains(&"E6".to_string()),
+        second.report.cited.contains(&"E7".to_string()),
         "{:?}",
         second.report.cited
     );
