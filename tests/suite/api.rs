@@ -32,6 +32,16 @@ struct Server {
 
 impl Server {
     async fn start(store: &Path, settings: ApiSettings) -> Server {
+        let runbooks = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/runbooks"));
+        let model = OfflinePlanner::load(Some(runbooks)).expect("runbooks");
+        Self::start_with(store, settings, Arc::new(model)).await
+    }
+
+    async fn start_with(
+        store: &Path,
+        settings: ApiSettings,
+        model: Arc<dyn investigator::llm::Model>,
+    ) -> Server {
         let mut config = investigator::config::load(demo_dir(), &ProcessEnv).expect("demo config");
         for (squad, key) in [("checkout", CHECKOUT_KEY), ("identity", IDENTITY_KEY)] {
             config
@@ -52,12 +62,10 @@ impl Server {
         let store = Store::open(&store.display().to_string())
             .await
             .expect("store");
-        let runbooks = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/runbooks"));
-        let model = OfflinePlanner::load(Some(runbooks)).expect("runbooks");
         let app = App::from_parts(
             config,
             Gate::new(sources, store),
-            Arc::new(model),
+            model,
             Arc::new(SystemClock),
             EngineSettings::default(),
         );
@@ -600,4 +608,92 @@ async fn stream_async_rate_limits_and_service_routes() {
         "no CDN"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn query_agent_runs_claude_sql_through_the_guard() {
+    use super::fake_anthropic::{FakeAnthropic, Scripted};
+    use investigator::config::Secret;
+    use investigator::llm::anthropic::{AnthropicConfig, AnthropicModel};
+
+    let fake = FakeAnthropic::start(vec![
+        Scripted::tool_use(&[(
+            "q1",
+            "run_sql",
+            json!({"sql": "SELECT status, count(*) AS n FROM orders GROUP BY status ORDER BY status",
+                   "explanation": "Orders per status."}),
+        )]),
+        Scripted::tool_use(&[(
+            "q2",
+            "run_sql",
+            json!({"sql": "DELETE FROM orders", "explanation": "Deletes everything."}),
+        )]),
+    ])
+    .await;
+    let mut settings = AnthropicConfig::new(Secret::new(FakeAnthropic::DEFAULT_KEY));
+    settings.base_url = fake.base_url();
+    let model = AnthropicModel::new(settings).expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        &dir.path().join("s.db"),
+        ApiSettings::default(),
+        Arc::new(model),
+    )
+    .await;
+    let http = client();
+    let ask = |prompt: &str, dataset: &str, key: &str| {
+        http.post(server.url("/api/v1/query-agent"))
+            .bearer_auth(key)
+            .json(&json!({"prompt": prompt, "dataset_id": dataset}))
+            .send()
+    };
+
+    let answer = ask("How many orders per status?", "checkout_db", CHECKOUT_KEY)
+        .await
+        .expect("send");
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["explanation"], json!("Orders per status."));
+    assert!(body["sql"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("SELECT status"));
+    let rows = body["rows"].as_array().cloned().unwrap_or_default();
+    assert!(
+        rows.iter().any(|r| r["status"] == json!("failed")),
+        "{body}"
+    );
+    // The model was shown the dataset's schema, and only it.
+    let requests = fake.requests();
+    let system = requests[0]["system"].to_string();
+    assert!(
+        system.contains("orders") && system.contains("payments"),
+        "{system}"
+    );
+    assert!(!system.contains("auth.log"), "{system}");
+
+    // SQL that writes is refused by the guard; the answer says so and no row changes.
+    let refused = ask("Delete all orders", "checkout_db", CHECKOUT_KEY)
+        .await
+        .expect("send");
+    assert_eq!(refused.status().as_u16(), 200);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("refused:"),
+        "{body}"
+    );
+    assert_eq!(body["rows"], json!([]));
+
+    // Another squad's key cannot name checkout's database; no model call is made.
+    let foreign = ask("How many orders?", "checkout_db", IDENTITY_KEY)
+        .await
+        .expect("send");
+    assert_eq!(foreign.status().as_u16(), 404);
+    assert_eq!(fake.requests().len(), 2);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    server.stop().await;
+    fake.shutdown().await;
 }
