@@ -946,6 +946,37 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
         SourceSpec::Datadog(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);
             secret("app_key", &c.app_key, &mut err);
+            if let Some(site) = &c.site {
+                if !DATADOG_SITES.contains(&site.as_str()) {
+                    err(
+                        "site",
+                        format!(
+                            "unknown site `{site}` (known: {})",
+                            DATADOG_SITES.join(", ")
+                        ),
+                    );
+                }
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            if let Some(list) = &c.app_id {
+                if list.items().iter().any(|s| {
+                    !s.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '/' | ':')
+                    })
+                }) {
+                    err(
+                        "app_id",
+                        "service names are tag values: letters, digits, - _ . / :".into(),
+                    );
+                }
+            }
         }
         SourceSpec::NewRelic(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);

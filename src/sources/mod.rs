@@ -3,6 +3,7 @@
 //! A source never decides access: it is handed the principal's [`SourceGrant`] for
 //! its instance on every call and enforces it in what it runs.
 
+pub mod datadog;
 pub mod elasticsearch;
 pub mod logfile;
 pub mod prometheus;
@@ -128,7 +129,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &["bigquery", "datadog", "newrelic", "kubernetes"];
+pub const PLANNED_KINDS: &[&str] = &["bigquery", "newrelic", "kubernetes"];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -140,6 +141,7 @@ impl Registry {
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
         registry.register("prometheus", prometheus::build);
+        registry.register("datadog", datadog::build);
         registry.register("elasticsearch", elasticsearch::build);
         registry.register("opensearch", elasticsearch::build);
         registry

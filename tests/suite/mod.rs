@@ -2,6 +2,7 @@ mod api;
 mod cli;
 mod common;
 mod corpus;
+mod datadog;
 mod elasticsearch;
 mod engine;
 mod fake_anthropic;
