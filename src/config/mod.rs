@@ -980,6 +980,36 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
         }
         SourceSpec::NewRelic(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);
+            if let Some(region) = &c.region {
+                if !matches!(region.to_ascii_lowercase().as_str(), "us" | "eu") {
+                    err("region", format!("`{region}`: expected us or eu"));
+                }
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            if c.account_id == 0 {
+                err("account_id", "must be a New Relic account id".into());
+            }
+            if let Some(list) = &c.app_id {
+                // Names go into NRQL string literals, so only plain characters.
+                let plain = |s: &String| {
+                    s.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | ' ' | '/')
+                    })
+                };
+                if !list.items().iter().all(plain) {
+                    err(
+                        "app_id",
+                        "application names: letters, digits, spaces and - _ . /".into(),
+                    );
+                }
+            }
         }
         SourceSpec::Kubernetes(c) => {
             if c.kubeconfig_path.is_none() && !c.in_cluster {

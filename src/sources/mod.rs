@@ -6,6 +6,7 @@
 pub mod datadog;
 pub mod elasticsearch;
 pub mod logfile;
+pub mod newrelic;
 pub mod prometheus;
 pub mod sql;
 
@@ -129,7 +130,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &["bigquery", "newrelic", "kubernetes"];
+pub const PLANNED_KINDS: &[&str] = &["bigquery", "kubernetes"];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -142,6 +143,7 @@ impl Registry {
         registry.register("logfile", logfile::build);
         registry.register("prometheus", prometheus::build);
         registry.register("datadog", datadog::build);
+        registry.register("newrelic", newrelic::build);
         registry.register("elasticsearch", elasticsearch::build);
         registry.register("opensearch", elasticsearch::build);
         registry

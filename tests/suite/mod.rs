@@ -10,6 +10,7 @@ mod fake_slack;
 mod investigate;
 mod llm_anthropic;
 mod logfile;
+mod newrelic;
 mod prometheus;
 mod slack;
 mod sql_mysql;
