@@ -926,6 +926,25 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             if c.project_id.trim().is_empty() {
                 err("project_id", "must not be empty".into());
             }
+            if c.max_bytes_billed == Some(0) {
+                err("max_bytes_billed", "must be above 0".into());
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            for (i, d) in c.datasets.iter().flatten().enumerate() {
+                if d.is_empty() || !d.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    err(
+                        &format!("datasets[{i}]"),
+                        format!("`{d}` is not a dataset id (letters, digits, _)"),
+                    );
+                }
+            }
         }
         SourceSpec::Elasticsearch(c) | SourceSpec::OpenSearch(c) => {
             if c.hosts.is_empty() {

@@ -3,6 +3,7 @@
 //! A source never decides access: it is handed the principal's [`SourceGrant`] for
 //! its instance on every call and enforces it in what it runs.
 
+pub mod bigquery;
 pub mod datadog;
 pub mod elasticsearch;
 pub mod logfile;
@@ -130,7 +131,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &["bigquery", "kubernetes"];
+pub const PLANNED_KINDS: &[&str] = &["kubernetes"];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -142,6 +143,7 @@ impl Registry {
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
         registry.register("prometheus", prometheus::build);
+        registry.register("bigquery", bigquery::build);
         registry.register("datadog", datadog::build);
         registry.register("newrelic", newrelic::build);
         registry.register("elasticsearch", elasticsearch::build);

@@ -1,4 +1,5 @@
 mod api;
+mod bigquery;
 mod cli;
 mod common;
 mod corpus;
