@@ -402,6 +402,19 @@ async fn bigquery_dry_run_caps_grants_and_pages() {
         .unwrap_or_default()
         .contains("partitioned by created_at"));
 
+    // The description the planner and the query agent write SQL from.
+    let grant = h.access("U_PAY").grants["warehouse"].clone();
+    let text = h
+        .source("warehouse")
+        .describe(&grant, &CallContext::default())
+        .await
+        .expect("describe");
+    assert!(
+        text.contains("payments.orders (id STRING, created_at TIMESTAMP, payment RECORD, payment.status STRING)"),
+        "{text}"
+    );
+    assert!(!text.contains("marketing"), "{text}");
+
     // A query: dry run, then jobs.query with the caps, then pages up to max_rows.
     let sql = "SELECT id, status FROM payments.orders WHERE status = 'declined'";
     let out = call(

@@ -44,6 +44,9 @@ pub const MAX_ROWS: u64 = 10_000;
 /// Pages of `getQueryResults` read per query.
 pub const MAX_PAGES: usize = 10;
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// What `describe` reads: datasets, and tables whose columns it lists.
+pub const DESCRIBE_DATASETS: usize = 10;
+pub const DESCRIBE_TABLES: usize = 30;
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
 const SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
 const METADATA_TOKEN_URL: &str =
@@ -863,15 +866,76 @@ impl Source for BigQuerySource {
         }
     }
 
-    async fn describe(&self, grant: &SourceGrant, _ctx: &CallContext) -> Result<String> {
-        Ok(format!(
-            "BigQuery `{}` (project {}): datasets {}",
-            self.name,
-            self.project,
-            self.visible_datasets(grant)
-                .map(|v| v.join(", "))
-                .unwrap_or_else(|| "all".into())
-        ))
+    /// Tables with their columns, for the planner and the query agent (which writes
+    /// SQL from it): bounded to [`DESCRIBE_DATASETS`] datasets, [`DESCRIBE_TABLES`]
+    /// tables with columns, the rest named only.
+    async fn describe(&self, grant: &SourceGrant, ctx: &CallContext) -> Result<String> {
+        let datasets = match self.visible_datasets(grant) {
+            Some(v) => v,
+            None => {
+                let out = self.list_datasets(grant, ctx).await?;
+                match out.content {
+                    Content::Table(t) => t
+                        .rows
+                        .iter()
+                        .filter_map(|r| r.first().and_then(Value::as_str).map(str::to_string))
+                        .collect(),
+                    Content::Json(_) | Content::Text(_) => Vec::new(),
+                }
+            }
+        };
+        let mut lines = vec![format!(
+            "BigQuery `{}` (project {}; name tables dataset.table):",
+            self.name, self.project
+        )];
+        let mut described = 0;
+        for dataset in datasets.iter().take(DESCRIBE_DATASETS) {
+            let out = self
+                .list_tables(&json!({"dataset": dataset}), grant, ctx)
+                .await?;
+            let Content::Table(tables) = out.content else {
+                continue;
+            };
+            for row in &tables.rows {
+                let Some(table) = row.first().and_then(Value::as_str) else {
+                    continue;
+                };
+                if described >= DESCRIBE_TABLES {
+                    lines.push(format!("{dataset}.{table}"));
+                    continue;
+                }
+                described += 1;
+                let schema = self
+                    .table_schema(&json!({"dataset": dataset, "table": table}), grant, ctx)
+                    .await?;
+                let columns: Vec<String> = match &schema.content {
+                    Content::Table(t) => t
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} {}",
+                                r.first().and_then(Value::as_str).unwrap_or(""),
+                                r.get(1).and_then(Value::as_str).unwrap_or("")
+                            )
+                        })
+                        .collect(),
+                    Content::Json(_) | Content::Text(_) => Vec::new(),
+                };
+                lines.push(format!(
+                    "{dataset}.{table} ({}) {}",
+                    columns.join(", "),
+                    schema.note.unwrap_or_default()
+                ));
+            }
+        }
+        if datasets.len() > DESCRIBE_DATASETS {
+            lines.push(format!(
+                "… and {} more datasets",
+                datasets.len() - DESCRIBE_DATASETS
+            ));
+        }
+        Ok(lines.join("\n"))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
