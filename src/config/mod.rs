@@ -926,6 +926,25 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             if c.project_id.trim().is_empty() {
                 err("project_id", "must not be empty".into());
             }
+            if c.max_bytes_billed == Some(0) {
+                err("max_bytes_billed", "must be above 0".into());
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            for (i, d) in c.datasets.iter().flatten().enumerate() {
+                if d.is_empty() || !d.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    err(
+                        &format!("datasets[{i}]"),
+                        format!("`{d}` is not a dataset id (letters, digits, _)"),
+                    );
+                }
+            }
         }
         SourceSpec::Elasticsearch(c) | SourceSpec::OpenSearch(c) => {
             if c.hosts.is_empty() {
@@ -946,9 +965,70 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
         SourceSpec::Datadog(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);
             secret("app_key", &c.app_key, &mut err);
+            if let Some(site) = &c.site {
+                if !DATADOG_SITES.contains(&site.as_str()) {
+                    err(
+                        "site",
+                        format!(
+                            "unknown site `{site}` (known: {})",
+                            DATADOG_SITES.join(", ")
+                        ),
+                    );
+                }
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            if let Some(list) = &c.app_id {
+                if list.items().iter().any(|s| {
+                    !s.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '/' | ':')
+                    })
+                }) {
+                    err(
+                        "app_id",
+                        "service names are tag values: letters, digits, - _ . / :".into(),
+                    );
+                }
+            }
         }
         SourceSpec::NewRelic(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);
+            if let Some(region) = &c.region {
+                if !matches!(region.to_ascii_lowercase().as_str(), "us" | "eu") {
+                    err("region", format!("`{region}`: expected us or eu"));
+                }
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    err(
+                        "base_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            if c.account_id == 0 {
+                err("account_id", "must be a New Relic account id".into());
+            }
+            if let Some(list) = &c.app_id {
+                // Names go into NRQL string literals, so only plain characters.
+                let plain = |s: &String| {
+                    s.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | ' ' | '/')
+                    })
+                };
+                if !list.items().iter().all(plain) {
+                    err(
+                        "app_id",
+                        "application names: letters, digits, spaces and - _ . /".into(),
+                    );
+                }
+            }
         }
         SourceSpec::Kubernetes(c) => {
             if c.kubeconfig_path.is_none() && !c.in_cluster {

@@ -224,6 +224,16 @@ impl CommaList {
     }
 }
 
+/// Sites Datadog runs; the API host is `api.<site>`.
+pub const DATADOG_SITES: [&str; 6] = [
+    "datadoghq.com",
+    "datadoghq.eu",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "ap1.datadoghq.com",
+    "ddog-gov.com",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatadogConfig {

@@ -3,8 +3,11 @@
 //! A source never decides access: it is handed the principal's [`SourceGrant`] for
 //! its instance on every call and enforces it in what it runs.
 
+pub mod bigquery;
+pub mod datadog;
 pub mod elasticsearch;
 pub mod logfile;
+pub mod newrelic;
 pub mod prometheus;
 pub mod sql;
 
@@ -128,7 +131,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &["bigquery", "datadog", "newrelic", "kubernetes"];
+pub const PLANNED_KINDS: &[&str] = &["kubernetes"];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -140,6 +143,9 @@ impl Registry {
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
         registry.register("prometheus", prometheus::build);
+        registry.register("bigquery", bigquery::build);
+        registry.register("datadog", datadog::build);
+        registry.register("newrelic", newrelic::build);
         registry.register("elasticsearch", elasticsearch::build);
         registry.register("opensearch", elasticsearch::build);
         registry

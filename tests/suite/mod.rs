@@ -1,7 +1,9 @@
 mod api;
+mod bigquery;
 mod cli;
 mod common;
 mod corpus;
+mod datadog;
 mod elasticsearch;
 mod engine;
 mod fake_anthropic;
@@ -9,6 +11,7 @@ mod fake_slack;
 mod investigate;
 mod llm_anthropic;
 mod logfile;
+mod newrelic;
 mod prometheus;
 mod slack;
 mod sql_mysql;

@@ -701,20 +701,20 @@ impl ElasticsearchSource {
     }
 }
 
-/// One hit as the compact view uses it.
-struct LogRow {
-    timestamp: String,
-    level: String,
-    service: String,
-    message: String,
-    index: String,
+/// One hit as the compact view uses it (shared with the other log sources).
+pub(crate) struct LogRow {
+    pub(crate) timestamp: String,
+    pub(crate) level: String,
+    pub(crate) service: String,
+    pub(crate) message: String,
+    pub(crate) index: String,
 }
 
 /// The evidence shape of log hits: `{"kind": "log_hits", "total": …, "patterns":
 /// [{template, count, first, last, levels, example}], "hits": [{timestamp, level,
 /// service, message, index}]}`. Patterns are computed here so the compact view needs
 /// no templater.
-fn log_hits_json(rows: &[LogRow], total: u64, exact: bool) -> Value {
+pub(crate) fn log_hits_json(rows: &[LogRow], total: u64, exact: bool) -> Value {
     struct Group {
         count: u64,
         first: String,

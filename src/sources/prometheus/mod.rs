@@ -450,20 +450,20 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-fn column(name: &str, type_name: &str) -> Column {
+pub(crate) fn column(name: &str, type_name: &str) -> Column {
     Column {
         name: name.into(),
         type_name: type_name.into(),
     }
 }
 
-fn number(v: f64) -> Value {
+pub(crate) fn number(v: f64) -> Value {
     serde_json::Number::from_f64(v)
         .map(Value::Number)
         .unwrap_or_else(|| json!(v.to_string()))
 }
 
-fn cap_rows(table: &mut Table) -> Option<String> {
+pub(crate) fn cap_rows(table: &mut Table) -> Option<String> {
     let total = table.rows.len();
     table.total_rows = Some(total as u64);
     if total > MAX_ROWS {
@@ -541,7 +541,7 @@ fn parse_matrix(data: &Value) -> Result<Vec<Series>> {
 }
 
 /// A PNG of the series that changed most, when any did.
-fn chart(series: &[Series]) -> Option<Attachment> {
+pub(crate) fn chart(series: &[Series]) -> Option<Attachment> {
     let mut ranked: Vec<(f64, &Series)> = series
         .iter()
         .map(|s| (metrics::summarize(s).salience(), s))
@@ -573,7 +573,7 @@ fn chart(series: &[Series]) -> Option<Attachment> {
 
 /// `start`/`end` arguments: RFC 3339, unix seconds, `now`, `now-1h`, `-30m`.
 /// Defaults: the last hour.
-fn time_range(
+pub(crate) fn time_range(
     tool: &str,
     args: &Value,
     now: DateTime<Utc>,
@@ -629,7 +629,7 @@ fn parse_time_arg(tool: &str, key: &str, text: &str, now: DateTime<Utc>) -> Resu
     crate::sources::logfile::parse_time(text).ok_or_else(bad)
 }
 
-fn props(extra: &[(&str, Value)]) -> Value {
+pub(crate) fn props(extra: &[(&str, Value)]) -> Value {
     let mut map = Map::new();
     let mut required = Vec::new();
     for (key, value) in extra {
@@ -649,7 +649,7 @@ fn props(extra: &[(&str, Value)]) -> Value {
     })
 }
 
-fn time_props() -> [(&'static str, Value); 2] {
+pub(crate) fn time_props() -> [(&'static str, Value); 2] {
     [
         (
             "start",
