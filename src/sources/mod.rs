@@ -6,6 +6,7 @@
 pub mod bigquery;
 pub mod datadog;
 pub mod elasticsearch;
+pub mod http;
 pub mod logfile;
 pub mod newrelic;
 pub mod prometheus;

@@ -43,7 +43,7 @@ pub const DEFAULT_MAX_ROWS: u64 = 1000;
 pub const MAX_ROWS: u64 = 10_000;
 /// Pages of `getQueryResults` read per query.
 pub const MAX_PAGES: usize = 10;
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = crate::sources::http::MAX_RESPONSE_BYTES;
 /// What `describe` reads: datasets, and tables whose columns it lists.
 pub const DESCRIBE_DATASETS: usize = 10;
 pub const DESCRIBE_TABLES: usize = 30;
@@ -747,22 +747,8 @@ fn check_id(tool: &str, key: &str, id: &str) -> Result<()> {
     }
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; select fewer rows or columns",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(response, "select fewer rows or columns").await
 }
 
 fn schema(props: Value, required: &[&str]) -> Value {

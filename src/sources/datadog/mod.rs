@@ -49,7 +49,7 @@ pub const DEFAULT_LOG_LIMIT: u64 = 500;
 pub const MAX_LOG_LIMIT: u64 = 5000;
 pub const MAX_SERIES: usize = 200;
 /// Bytes read of one response.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = crate::sources::http::MAX_RESPONSE_BYTES;
 /// Retries of a 429; each wait is the server's reset time, capped.
 const MAX_RETRIES: u32 = 2;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
@@ -760,22 +760,8 @@ fn mentions_tag(query: &str, tag: &str) -> bool {
     })
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; narrow the query",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(response, "narrow the query").await
 }
 
 #[async_trait]

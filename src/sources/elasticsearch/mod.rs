@@ -57,7 +57,7 @@ pub const MAX_TOP: u64 = 100;
 /// Templates the model sees per search.
 pub const MAX_PATTERNS_SHOWN: usize = 30;
 /// Bytes read of one response.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = crate::sources::http::MAX_RESPONSE_BYTES;
 /// Retries of a 429 (honouring `Retry-After`, capped at [`MAX_RETRY_WAIT`]).
 const MAX_RETRIES: u32 = 2;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -795,22 +795,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
         .unwrap_or(Duration::from_secs(1))
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; narrow the search",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(response, "narrow the search").await
 }
 
 /// `start`/`end`: RFC 3339, unix seconds, `now`, `now-1h`. Default: the last hour.

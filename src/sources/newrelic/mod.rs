@@ -34,7 +34,7 @@ const TOOLS: [&str; 3] = [TOOL_NRQL, TOOL_ERRORS, TOOL_TRANSACTIONS];
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 2000;
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = crate::sources::http::MAX_RESPONSE_BYTES;
 const MAX_RETRIES: u32 = 2;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -425,22 +425,8 @@ fn link(ui: &str, account_id: u64, query: &str) -> String {
     }
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; narrow the query",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(response, "narrow the query").await
 }
 
 #[async_trait]

@@ -54,7 +54,7 @@ pub const CHART_SERIES: usize = 6;
 /// Longest window one query may span.
 pub const MAX_RANGE: TimeDelta = TimeDelta::days(31);
 /// Bytes read of one response.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = crate::sources::http::MAX_RESPONSE_BYTES;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct PrometheusSource {
@@ -432,22 +432,12 @@ impl PrometheusSource {
 }
 
 /// Reads a response body up to [`MAX_RESPONSE_BYTES`].
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; narrow the query, aggregate, or use a larger step",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(
+        response,
+        "narrow the query, aggregate, or use a larger step",
+    )
+    .await
 }
 
 pub(crate) fn column(name: &str, type_name: &str) -> Column {
