@@ -7,6 +7,7 @@ pub mod bigquery;
 pub mod datadog;
 pub mod elasticsearch;
 pub mod http;
+pub mod kubernetes;
 pub mod logfile;
 pub mod newrelic;
 pub mod prometheus;
@@ -132,7 +133,7 @@ pub struct Registry {
 }
 
 /// Kinds the configuration accepts whose sources have not landed yet.
-pub const PLANNED_KINDS: &[&str] = &["kubernetes"];
+pub const PLANNED_KINDS: &[&str] = &[];
 
 impl Registry {
     pub fn builtin() -> Self {
@@ -144,6 +145,7 @@ impl Registry {
         registry.register("sqlite", sql::build);
         registry.register("logfile", logfile::build);
         registry.register("prometheus", prometheus::build);
+        registry.register("kubernetes", kubernetes::build);
         registry.register("bigquery", bigquery::build);
         registry.register("datadog", datadog::build);
         registry.register("newrelic", newrelic::build);

@@ -482,6 +482,11 @@ async fn bigquery_dry_run_caps_grants_and_pages() {
             "SELECT * FROM EXTERNAL_QUERY('proj.eu.conn', 'SELECT * FROM users')",
             "EXTERNAL_QUERY",
         ),
+        (
+            "U_PAY",
+            "SELECT query FROM `region-eu`.INFORMATION_SCHEMA.JOBS",
+            "INFORMATION_SCHEMA",
+        ),
     ] {
         let err = call(&h, user, "run_query", json!({"sql": sql}))
             .await

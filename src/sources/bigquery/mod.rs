@@ -718,12 +718,21 @@ fn sign_jwt(key: &ring::signature::RsaKeyPair, email: &str, audience: &str) -> R
 }
 
 /// The local check before the dry run: one SELECT statement in BigQuery's dialect,
-/// and no federated `EXTERNAL_QUERY` (which reads another database and appears in
-/// no referenced-table list).
+/// no federated `EXTERNAL_QUERY` (which reads another database and appears in no
+/// referenced-table list) and no `INFORMATION_SCHEMA`.
 pub fn check_select(sql: &str) -> Result<()> {
     let refuse = |m: &str| Error::Refused(format!("refused: {m}"));
-    if sql.to_ascii_lowercase().contains("external_query") {
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("external_query") {
         return Err(refuse("EXTERNAL_QUERY is not allowed"));
+    }
+    // INFORMATION_SCHEMA views (JOBS holds every user's query text) may not
+    // appear among a dry run's referenced tables, so the dataset check cannot
+    // see them; the list_tables and table_schema tools cover metadata.
+    if lower.contains("information_schema") {
+        return Err(refuse(
+            "INFORMATION_SCHEMA is not allowed; use list_tables and table_schema",
+        ));
     }
     let statements = Parser::parse_sql(&BigQueryDialect {}, sql)
         .map_err(|e| refuse(&format!("could not parse as BigQuery SQL: {e}")))?;

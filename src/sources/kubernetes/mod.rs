@@ -1,0 +1,1067 @@
+//! Kubernetes through the API server's REST paths on reqwest (no `kube` crate:
+//! six fixed GET paths do not need its client, and `k8s-openapi` costs minutes
+//! of build on the shared builders).
+//!
+//! Read-only by construction: every request is a GET on a path built here from
+//! a fixed list (pods, pod logs, events, deployments, replicasets, HPAs, nodes);
+//! nothing reaches secrets or configmaps. A `namespaces` grant is checked on the
+//! namespace argument, and cluster-scoped reads (nodes) need an unscoped grant;
+//! a `contexts` grant picks which kubeconfig contexts a squad may use.
+//!
+//! Credentials: bearer tokens and client certificates from a kubeconfig, or the
+//! in-cluster service account (its token is re-read on every call, since the
+//! kubelet rotates it). `exec` credential plugins (EKS, GKE) are not supported.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::elasticsearch::{log_hits_json, LogRow};
+use super::prometheus::{cap_rows, column};
+use super::{
+    arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
+    Health, Result, Source, ToolOutput, ToolSpec,
+};
+use crate::access::SourceGrant;
+use crate::config::{KubernetesConfig, Secret, SourceEntry, SourceSpec};
+use crate::evidence::{Content, Table};
+
+pub const TOOL_PODS: &str = "pods";
+pub const TOOL_EVENTS: &str = "events";
+pub const TOOL_LOGS: &str = "pod_logs";
+pub const TOOL_ROLLOUTS: &str = "rollouts";
+pub const TOOL_HPA: &str = "hpa";
+pub const TOOL_NODES: &str = "nodes";
+const TOOLS: [&str; 6] = [
+    TOOL_PODS,
+    TOOL_EVENTS,
+    TOOL_LOGS,
+    TOOL_ROLLOUTS,
+    TOOL_HPA,
+    TOOL_NODES,
+];
+
+pub const DEFAULT_TAIL_LINES: u64 = 500;
+pub const MAX_TAIL_LINES: u64 = 5000;
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+const LIST_LIMIT: &str = "500";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+pub struct KubernetesSource {
+    name: String,
+    /// Context name → cluster connection, in configuration order.
+    clusters: Vec<(String, Cluster)>,
+}
+
+struct Cluster {
+    server: String,
+    http: reqwest::Client,
+    token: Token,
+}
+
+enum Token {
+    None,
+    Static(Secret),
+    /// Re-read per call (projected service-account tokens rotate).
+    File(PathBuf),
+}
+
+#[derive(Deserialize)]
+struct KubeConfig {
+    #[serde(default)]
+    clusters: Vec<Named<ClusterEntry>>,
+    #[serde(default)]
+    users: Vec<Named<UserEntry>>,
+    #[serde(default)]
+    contexts: Vec<Named<ContextEntry>>,
+    #[serde(rename = "current-context", default)]
+    current_context: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named<T> {
+    name: String,
+    #[serde(alias = "cluster", alias = "user", alias = "context")]
+    value: T,
+}
+
+#[derive(Deserialize)]
+struct ClusterEntry {
+    server: String,
+    #[serde(rename = "certificate-authority-data", default)]
+    ca_data: Option<String>,
+    #[serde(rename = "certificate-authority", default)]
+    ca_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct UserEntry {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(rename = "tokenFile", default)]
+    token_file: Option<String>,
+    #[serde(rename = "client-certificate-data", default)]
+    cert_data: Option<String>,
+    #[serde(rename = "client-key-data", default)]
+    key_data: Option<String>,
+    #[serde(default)]
+    exec: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ContextEntry {
+    cluster: String,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// The registry's factory for `kubernetes`.
+pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Result<Arc<dyn Source>> {
+    let SourceSpec::Kubernetes(config) = &entry.spec else {
+        return Err(Error::Config(format!(
+            "source `{}` is not a kubernetes source",
+            entry.name
+        )));
+    };
+    Ok(Arc::new(KubernetesSource::new(&entry.name, config, ctx)?))
+}
+
+fn b64(text: &str) -> std::result::Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "not base64".to_string())
+}
+
+fn client(
+    ca: Option<Vec<u8>>,
+    identity: Option<Vec<u8>>,
+) -> std::result::Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(DEFAULT_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(pem) = ca {
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("CA: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    if let Some(pem) = identity {
+        // The error text describes the PEM's structure, never its bytes.
+        let id =
+            reqwest::Identity::from_pem(&pem).map_err(|e| format!("client certificate: {e}"))?;
+        builder = builder.identity(id);
+    }
+    builder.build().map_err(|e| format!("http client: {e}"))
+}
+
+impl KubernetesSource {
+    pub fn new(name: &str, config: &KubernetesConfig, ctx: &BuildContext) -> Result<Self> {
+        let fail = |m: String| Error::Config(format!("kubernetes `{name}`: {m}"));
+        let mut clusters = Vec::new();
+        if config.in_cluster {
+            let host = std::env::var("KUBERNETES_SERVICE_HOST")
+                .map_err(|_| fail("in_cluster: KUBERNETES_SERVICE_HOST is not set".into()))?;
+            let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+            let ca = std::fs::read(Path::new(IN_CLUSTER_DIR).join("ca.crt"))
+                .map_err(|e| fail(format!("in_cluster CA: {e}")))?;
+            let http = client(Some(ca), None).map_err(fail)?;
+            clusters.push((
+                "in-cluster".to_string(),
+                Cluster {
+                    server: format!("https://{host}:{port}"),
+                    http,
+                    token: Token::File(Path::new(IN_CLUSTER_DIR).join("token")),
+                },
+            ));
+        }
+        if let Some(path) = &config.kubeconfig_path {
+            let path = expand(path, &ctx.config_dir);
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| fail(format!("kubeconfig {}: {e}", path.display())))?;
+            let kc: KubeConfig = serde_saphyr::from_str(&text)
+                .map_err(|e| fail(format!("kubeconfig {}: {e}", path.display())))?;
+            let wanted: Vec<String> = if config.contexts.is_empty() {
+                kc.current_context.clone().into_iter().collect()
+            } else {
+                config.contexts.clone()
+            };
+            if wanted.is_empty() {
+                return Err(fail(
+                    "no `contexts` configured and no current-context".into(),
+                ));
+            }
+            for context in wanted {
+                let c = kc
+                    .contexts
+                    .iter()
+                    .find(|c| c.name == context)
+                    .ok_or_else(|| fail(format!("context `{context}` is not in the kubeconfig")))?;
+                let cluster = kc
+                    .clusters
+                    .iter()
+                    .find(|x| x.name == c.value.cluster)
+                    .ok_or_else(|| fail(format!("cluster `{}` not found", c.value.cluster)))?;
+                let user = c
+                    .value
+                    .user
+                    .as_ref()
+                    .and_then(|u| kc.users.iter().find(|x| &x.name == u))
+                    .map(|u| &u.value);
+                let default_user = UserEntry::default();
+                let user = user.unwrap_or(&default_user);
+                if user.exec.is_some() {
+                    return Err(fail(format!(
+                        "context `{context}` uses an exec credential plugin, which is not supported; use a service-account token"
+                    )));
+                }
+                let ca = match (&cluster.value.ca_data, &cluster.value.ca_file) {
+                    (Some(data), _) => Some(b64(data).map_err(|m| fail(format!("CA data: {m}")))?),
+                    (None, Some(file)) => Some(
+                        std::fs::read(expand(file, &dir))
+                            .map_err(|e| fail(format!("CA file: {e}")))?,
+                    ),
+                    (None, None) => None,
+                };
+                let identity = match (&user.cert_data, &user.key_data) {
+                    (Some(cert), Some(key)) => {
+                        let mut pem = b64(cert).map_err(|m| fail(format!("client cert: {m}")))?;
+                        pem.push(b'\n');
+                        pem.extend(b64(key).map_err(|m| fail(format!("client key: {m}")))?);
+                        Some(pem)
+                    }
+                    (None, None) => None,
+                    (Some(_), None) | (None, Some(_)) => {
+                        return Err(fail("client certificate and key must both be set".into()))
+                    }
+                };
+                let token = match (&user.token, &user.token_file) {
+                    (Some(t), _) => Token::Static(Secret::new(t.clone())),
+                    (None, Some(f)) => Token::File(expand(f, &dir)),
+                    (None, None) => Token::None,
+                };
+                clusters.push((
+                    context.clone(),
+                    Cluster {
+                        server: cluster.value.server.trim_end_matches('/').to_string(),
+                        http: client(ca, identity).map_err(fail)?,
+                        token,
+                    },
+                ));
+            }
+        }
+        if clusters.is_empty() {
+            return Err(fail("set `kubeconfig_path` or `in_cluster: true`".into()));
+        }
+        Ok(KubernetesSource {
+            name: name.to_string(),
+            clusters,
+        })
+    }
+
+    fn cluster(&self, tool: &str, args: &Value, grant: &SourceGrant) -> Result<&Cluster> {
+        let asked = arg_opt_str(tool, args, "context")?;
+        let allowed = |c: &str| {
+            grant
+                .contexts
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|x| x == c))
+        };
+        let found = match asked {
+            Some(name) => self.clusters.iter().find(|(n, _)| n == name),
+            None => self.clusters.iter().find(|(n, _)| allowed(n)),
+        };
+        match found {
+            Some((n, c)) if allowed(n) => Ok(c),
+            Some((n, _)) => Err(Error::Refused(format!(
+                "context `{n}` is outside your grant on `{}`",
+                self.name
+            ))),
+            None => Err(Error::BadArguments {
+                tool: tool.into(),
+                message: format!(
+                    "unknown context (configured: {})",
+                    self.clusters
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn namespace<'a>(&self, tool: &str, args: &'a Value, grant: &SourceGrant) -> Result<&'a str> {
+        let ns = arg_str(tool, args, "namespace")?;
+        check_name(tool, "namespace", ns)?;
+        if let Some(list) = &grant.namespaces {
+            if !list.iter().any(|n| n == ns) {
+                return Err(Error::Refused(format!(
+                    "namespace `{ns}` is outside your grant on `{}` (granted: {})",
+                    self.name,
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(ns)
+    }
+
+    async fn get(
+        &self,
+        cluster: &Cluster,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let timeout = timeout.min(DEFAULT_TIMEOUT);
+        let mut request = cluster
+            .http
+            .get(format!("{}{path}", cluster.server))
+            .query(query)
+            .timeout(timeout);
+        match &cluster.token {
+            Token::None => {}
+            Token::Static(t) => request = request.bearer_auth(t.expose()),
+            Token::File(p) => {
+                let t = tokio::fs::read_to_string(p).await.map_err(|e| {
+                    Error::Unavailable(format!("kubernetes `{}`: token file: {e}", self.name))
+                })?;
+                request = request.bearer_auth(t.trim());
+            }
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Timeout(timeout)
+            } else {
+                Error::Unavailable(format!("kubernetes `{}`: {e}", self.name))
+            }
+        })?;
+        let status = response.status();
+        let body = read_capped(response).await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        // A Status object: {"kind":"Status","message":…,"reason":…}.
+        let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let message = parsed
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message")
+            .to_string();
+        Err(match status.as_u16() {
+            401 => Error::Unavailable(format!(
+                "kubernetes `{}` refused our credentials (HTTP 401)",
+                self.name
+            )),
+            403 => Error::Refused(format!("the cluster's RBAC forbids this: {message}")),
+            400 | 404 => Error::Query(message),
+            _ => Error::Unavailable(format!("HTTP {status}: {message}")),
+        })
+    }
+
+    async fn get_json(
+        &self,
+        cluster: &Cluster,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<Value> {
+        let body = self.get(cluster, path, query, timeout).await?;
+        serde_json::from_slice(&body)
+            .map_err(|_| Error::Unavailable("the API server answered with non-JSON".into()))
+    }
+
+    async fn pods(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_PODS;
+        reject_unknown_args(tool, args, &["namespace", "context", "label_selector"])?;
+        let cluster = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let mut query = vec![("limit", LIST_LIMIT.to_string())];
+        if let Some(sel) = arg_opt_str(tool, args, "label_selector")? {
+            query.push(("labelSelector", sel.to_string()));
+        }
+        let path = format!("/api/v1/namespaces/{ns}/pods");
+        let list = self.get_json(cluster, &path, &query, ctx.timeout).await?;
+        let mut table = Table::new(vec![
+            column("pod", "TEXT"),
+            column("phase", "TEXT"),
+            column("ready", "TEXT"),
+            column("restarts", "INT8"),
+            column("waiting_or_last_terminated", "TEXT"),
+            column("node", "TEXT"),
+            column("started", "TEXT"),
+        ]);
+        for pod in items(&list) {
+            let statuses: Vec<&Value> = pod
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
+            let ready = statuses
+                .iter()
+                .filter(|s| s.get("ready").and_then(Value::as_bool) == Some(true))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|s| s.get("restartCount").and_then(Value::as_i64))
+                .sum();
+            let reasons: Vec<String> = statuses
+                .iter()
+                .filter_map(|s| {
+                    let c = s.get("name").and_then(Value::as_str).unwrap_or("");
+                    s.pointer("/state/waiting/reason")
+                        .and_then(Value::as_str)
+                        .map(|r| format!("{c}: waiting {r}"))
+                        .or_else(|| {
+                            let t = s.pointer("/lastState/terminated")?;
+                            Some(format!(
+                                "{c}: last terminated {} (exit {}) at {}",
+                                t.get("reason").and_then(Value::as_str).unwrap_or("?"),
+                                t.get("exitCode").and_then(Value::as_i64).unwrap_or(0),
+                                t.get("finishedAt").and_then(Value::as_str).unwrap_or("?")
+                            ))
+                        })
+                })
+                .collect();
+            table.rows.push(vec![
+                json!(text(pod, "/metadata/name")),
+                json!(text(pod, "/status/phase")),
+                json!(format!("{ready}/{}", statuses.len())),
+                json!(restarts),
+                json!(reasons.join("; ")),
+                json!(text(pod, "/spec/nodeName")),
+                json!(text(pod, "/status/startTime")),
+            ]);
+        }
+        let note = cap_rows(&mut table);
+        Ok(ToolOutput {
+            statement: format!("GET {path}"),
+            content: Content::Table(table),
+            note,
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn events(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_EVENTS;
+        reject_unknown_args(tool, args, &["namespace", "context", "warnings_only"])?;
+        let cluster = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let mut query = vec![("limit", LIST_LIMIT.to_string())];
+        if args.get("warnings_only").and_then(Value::as_bool) == Some(true) {
+            query.push(("fieldSelector", "type=Warning".into()));
+        }
+        let path = format!("/api/v1/namespaces/{ns}/events");
+        let list = self.get_json(cluster, &path, &query, ctx.timeout).await?;
+        let mut rows: Vec<(String, Vec<Value>)> = items(&list)
+            .map(|e| {
+                let last = [
+                    "/lastTimestamp",
+                    "/eventTime",
+                    "/metadata/creationTimestamp",
+                ]
+                .iter()
+                .map(|p| text(e, p))
+                .find(|t| !t.is_empty())
+                .unwrap_or_default();
+                (
+                    last.clone(),
+                    vec![
+                        json!(last),
+                        json!(text(e, "/type")),
+                        json!(text(e, "/reason")),
+                        json!(format!(
+                            "{}/{}",
+                            text(e, "/involvedObject/kind"),
+                            text(e, "/involvedObject/name")
+                        )),
+                        json!(e.get("count").and_then(Value::as_i64).unwrap_or(1)),
+                        json!(text(e, "/message")),
+                    ],
+                )
+            })
+            .collect();
+        // Newest first: the API lists events in no useful order.
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut table = Table::new(vec![
+            column("last_seen", "TEXT"),
+            column("type", "TEXT"),
+            column("reason", "TEXT"),
+            column("object", "TEXT"),
+            column("count", "INT8"),
+            column("message", "TEXT"),
+        ]);
+        table.rows = rows.into_iter().map(|(_, r)| r).collect();
+        let note = cap_rows(&mut table);
+        Ok(ToolOutput {
+            statement: format!("GET {path}"),
+            content: Content::Table(table),
+            note,
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn logs(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_LOGS;
+        reject_unknown_args(
+            tool,
+            args,
+            &[
+                "namespace",
+                "context",
+                "pod",
+                "container",
+                "tail_lines",
+                "since_seconds",
+                "previous",
+            ],
+        )?;
+        let cluster = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let pod = arg_str(tool, args, "pod")?;
+        check_name(tool, "pod", pod)?;
+        let tail = arg_opt_u64(tool, args, "tail_lines")?
+            .unwrap_or(DEFAULT_TAIL_LINES)
+            .clamp(1, MAX_TAIL_LINES);
+        let mut query = vec![
+            ("tailLines", tail.to_string()),
+            ("timestamps", "true".to_string()),
+            ("limitBytes", MAX_RESPONSE_BYTES.to_string()),
+        ];
+        if let Some(c) = arg_opt_str(tool, args, "container")? {
+            check_name(tool, "container", c)?;
+            query.push(("container", c.to_string()));
+        }
+        if let Some(s) = arg_opt_u64(tool, args, "since_seconds")? {
+            query.push(("sinceSeconds", s.max(1).to_string()));
+        }
+        if args.get("previous").and_then(Value::as_bool) == Some(true) {
+            query.push(("previous", "true".into()));
+        }
+        let path = format!("/api/v1/namespaces/{ns}/pods/{pod}/log");
+        let body = self.get(cluster, &path, &query, ctx.timeout).await?;
+        let text = String::from_utf8_lossy(&body);
+        let rows: Vec<LogRow> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let (ts, message) = line.split_once(' ').unwrap_or(("", line));
+                LogRow {
+                    timestamp: ts.to_string(),
+                    level: level_of(message),
+                    service: pod.to_string(),
+                    message: message.chars().take(4096).collect(),
+                    index: ns.to_string(),
+                }
+            })
+            .collect();
+        let total = rows.len() as u64;
+        Ok(ToolOutput {
+            statement: format!("GET {path} tailLines={tail}"),
+            content: Content::Json(log_hits_json(&rows, total, true)),
+            note: (total >= tail).then(|| {
+                format!("the last {tail} lines; older lines exist (raise tail_lines, at most {MAX_TAIL_LINES})")
+            }),
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn rollouts(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_ROLLOUTS;
+        reject_unknown_args(tool, args, &["namespace", "context", "deployment"])?;
+        let cluster = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let only = arg_opt_str(tool, args, "deployment")?;
+        let query = [("limit", LIST_LIMIT.to_string())];
+        let deployments = self
+            .get_json(
+                cluster,
+                &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+                &query,
+                ctx.timeout,
+            )
+            .await?;
+        let replicasets = self
+            .get_json(
+                cluster,
+                &format!("/apis/apps/v1/namespaces/{ns}/replicasets"),
+                &query,
+                ctx.timeout,
+            )
+            .await?;
+        let mut table = Table::new(vec![
+            column("deployment", "TEXT"),
+            column("revision", "INT8"),
+            column("replicaset", "TEXT"),
+            column("created", "TEXT"),
+            column("images", "TEXT"),
+            column("ready", "TEXT"),
+            column("deployment_status", "TEXT"),
+        ]);
+        let mut rows: Vec<(String, i64, Vec<Value>)> = Vec::new();
+        for d in items(&deployments) {
+            let name = text(d, "/metadata/name");
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let conditions: Vec<String> = d
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}={} {}",
+                        text(c, "/type"),
+                        text(c, "/status"),
+                        text(c, "/reason")
+                    )
+                })
+                .collect();
+            let uid = text(d, "/metadata/uid");
+            for rs in items(&replicasets) {
+                let owned = rs
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|o| o.get("uid").and_then(Value::as_str) == Some(uid.as_str()));
+                if !owned {
+                    continue;
+                }
+                let revision: i64 = rs
+                    .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                let images: Vec<String> = rs
+                    .pointer("/spec/template/spec/containers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| text(c, "/image"))
+                    .collect();
+                rows.push((
+                    name.clone(),
+                    revision,
+                    vec![
+                        json!(name),
+                        json!(revision),
+                        json!(text(rs, "/metadata/name")),
+                        json!(text(rs, "/metadata/creationTimestamp")),
+                        json!(images.join(", ")),
+                        json!(format!(
+                            "{}/{}",
+                            rs.pointer("/status/readyReplicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0),
+                            rs.pointer("/spec/replicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        )),
+                        json!(conditions.join("; ")),
+                    ],
+                ));
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        table.rows = rows.into_iter().map(|(_, _, r)| r).collect();
+        let note = cap_rows(&mut table);
+        Ok(ToolOutput {
+            statement: format!("GET /apis/apps/v1/namespaces/{ns}/deployments, replicasets"),
+            content: Content::Table(table),
+            note,
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn hpa(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_HPA;
+        reject_unknown_args(tool, args, &["namespace", "context"])?;
+        let cluster = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let path = format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers");
+        let list = self
+            .get_json(
+                cluster,
+                &path,
+                &[("limit", LIST_LIMIT.to_string())],
+                ctx.timeout,
+            )
+            .await?;
+        let mut table = Table::new(vec![
+            column("hpa", "TEXT"),
+            column("target", "TEXT"),
+            column("replicas", "TEXT"),
+            column("min_max", "TEXT"),
+            column("conditions", "TEXT"),
+        ]);
+        for h in items(&list) {
+            let conditions: Vec<String> = h
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}={} {}: {}",
+                        text(c, "/type"),
+                        text(c, "/status"),
+                        text(c, "/reason"),
+                        text(c, "/message")
+                    )
+                })
+                .collect();
+            let num = |p: &str| h.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            table.rows.push(vec![
+                json!(text(h, "/metadata/name")),
+                json!(format!(
+                    "{}/{}",
+                    text(h, "/spec/scaleTargetRef/kind"),
+                    text(h, "/spec/scaleTargetRef/name")
+                )),
+                json!(format!(
+                    "{} current, {} desired",
+                    num("/status/currentReplicas"),
+                    num("/status/desiredReplicas")
+                )),
+                json!(format!(
+                    "{}..{}",
+                    num("/spec/minReplicas"),
+                    num("/spec/maxReplicas")
+                )),
+                json!(conditions.join("; ")),
+            ]);
+        }
+        let note = cap_rows(&mut table);
+        Ok(ToolOutput {
+            statement: format!("GET {path}"),
+            content: Content::Table(table),
+            note,
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn nodes(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_NODES;
+        reject_unknown_args(tool, args, &["context"])?;
+        if grant.namespaces.is_some() {
+            return Err(Error::Refused(
+                "nodes are cluster-wide; your grant is limited to namespaces".into(),
+            ));
+        }
+        let cluster = self.cluster(tool, args, grant)?;
+        let list = self
+            .get_json(
+                cluster,
+                "/api/v1/nodes",
+                &[("limit", LIST_LIMIT.to_string())],
+                ctx.timeout,
+            )
+            .await?;
+        let mut table = Table::new(vec![
+            column("node", "TEXT"),
+            column("ready", "TEXT"),
+            column("problems", "TEXT"),
+            column("unschedulable", "BOOL"),
+            column("kubelet", "TEXT"),
+        ]);
+        for n in items(&list) {
+            let mut ready = String::new();
+            let mut problems = Vec::new();
+            for c in n
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let kind = text(c, "/type");
+                let status = text(c, "/status");
+                if kind == "Ready" {
+                    ready = format!("{status} {}", text(c, "/reason"));
+                } else if status == "True" {
+                    problems.push(format!("{kind}: {}", text(c, "/message")));
+                }
+            }
+            table.rows.push(vec![
+                json!(text(n, "/metadata/name")),
+                json!(ready.trim()),
+                json!(problems.join("; ")),
+                json!(n
+                    .pointer("/spec/unschedulable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)),
+                json!(text(n, "/status/nodeInfo/kubeletVersion")),
+            ]);
+        }
+        let note = cap_rows(&mut table);
+        Ok(ToolOutput {
+            statement: "GET /api/v1/nodes".into(),
+            content: Content::Table(table),
+            note,
+            attachments: Vec::new(),
+        })
+    }
+}
+
+fn expand(path: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list.get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn text(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// DNS-1123 names: what namespaces, pods and containers are; checked before
+/// they go into a path.
+fn check_name(tool: &str, key: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadArguments {
+            tool: tool.into(),
+            message: format!("`{key}` must be a Kubernetes name (a-z, 0-9, -, .)"),
+        })
+    }
+}
+
+/// A level guessed from the line (container logs carry none of their own).
+fn level_of(message: &str) -> String {
+    let upper: String = message
+        .chars()
+        .take(200)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    for level in ["FATAL", "PANIC", "ERROR", "WARN", "INFO", "DEBUG"] {
+        if upper.contains(level) {
+            return level.to_ascii_lowercase();
+        }
+    }
+    String::new()
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(Error::Query(format!(
+                "the response is larger than {} MiB; narrow it (label_selector, tail_lines)",
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn schema(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+}
+
+#[async_trait]
+impl Source for KubernetesSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn tools(&self, grant: &SourceGrant) -> Vec<ToolSpec> {
+        let name = &self.name;
+        let contexts: Vec<&str> = self
+            .clusters
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| {
+                grant
+                    .contexts
+                    .as_ref()
+                    .is_none_or(|l| l.iter().any(|x| x == n))
+            })
+            .collect();
+        let scope = match &grant.namespaces {
+            Some(list) => format!(" Namespaces you may read: {}.", list.join(", ")),
+            None => String::new(),
+        };
+        let ns = json!({"type": "string", "description": "Namespace."});
+        let context = json!({"type": "string", "description": format!("Cluster context, one of: {}; default the first.", contexts.join(", "))});
+        let mut tools = vec![
+            ToolSpec {
+                name: TOOL_PODS.into(),
+                description: format!("List pods of a namespace on Kubernetes `{name}` with phase, ready containers, restarts, and why containers wait or last terminated (CrashLoopBackOff, OOMKilled, exit codes).{scope}"),
+                input_schema: schema(json!({"namespace": ns, "context": context, "label_selector": {"type": "string", "description": "Optional label selector, e.g. app=checkout."}}), &["namespace"]),
+            },
+            ToolSpec {
+                name: TOOL_EVENTS.into(),
+                description: format!("Recent events of a namespace on Kubernetes `{name}`, newest first (scheduling failures, probes failing, image pulls, OOM kills, scaling).{scope}"),
+                input_schema: schema(json!({"namespace": ns, "context": context, "warnings_only": {"type": "boolean", "description": "Only Warning events."}}), &["namespace"]),
+            },
+            ToolSpec {
+                name: TOOL_LOGS.into(),
+                description: format!("The last lines of one pod's container log on Kubernetes `{name}`, grouped into message templates with counts; `previous` reads the crashed instance before the last restart.{scope}"),
+                input_schema: schema(json!({
+                    "namespace": ns, "context": context,
+                    "pod": {"type": "string", "description": "Pod name (from the pods tool)."},
+                    "container": {"type": "string", "description": "Container; needed when the pod has several."},
+                    "tail_lines": {"type": "integer", "description": format!("Lines from the end, default {DEFAULT_TAIL_LINES}, at most {MAX_TAIL_LINES}.")},
+                    "since_seconds": {"type": "integer", "description": "Only lines newer than this many seconds."},
+                    "previous": {"type": "boolean", "description": "The previous (crashed) container instance."}
+                }), &["namespace", "pod"]),
+            },
+            ToolSpec {
+                name: TOOL_ROLLOUTS.into(),
+                description: format!("Rollout history on Kubernetes `{name}`: each deployment's replicasets by revision with creation time, images and ready replicas, plus the deployment's conditions. Use it to see what was deployed when.{scope}"),
+                input_schema: schema(json!({"namespace": ns, "context": context, "deployment": {"type": "string", "description": "Optional: one deployment."}}), &["namespace"]),
+            },
+            ToolSpec {
+                name: TOOL_HPA.into(),
+                description: format!("Horizontal pod autoscalers of a namespace on Kubernetes `{name}`: current/desired replicas, bounds and conditions (ScalingLimited means it hit max).{scope}"),
+                input_schema: schema(json!({"namespace": ns, "context": context}), &["namespace"]),
+            },
+        ];
+        if grant.namespaces.is_none() {
+            tools.push(ToolSpec {
+                name: TOOL_NODES.into(),
+                description: format!("Nodes of Kubernetes `{name}` with Ready status and any pressure conditions (memory, disk, PID) or unschedulable flag."),
+                input_schema: schema(json!({"context": context}), &[]),
+            });
+        }
+        tools
+    }
+
+    async fn health(&self) -> Health {
+        let started = Instant::now();
+        let mut details = Vec::new();
+        let mut ok = true;
+        for (name, cluster) in &self.clusters {
+            match self
+                .get_json(cluster, "/version", &[], Duration::from_secs(10))
+                .await
+            {
+                Ok(v) => details.push(format!(
+                    "{name}: Kubernetes {}",
+                    v.get("gitVersion").and_then(Value::as_str).unwrap_or("?")
+                )),
+                Err(e) => {
+                    ok = false;
+                    details.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        Health {
+            ok,
+            detail: details.join("; "),
+            latency_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    async fn call(
+        &self,
+        tool: &str,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        match tool {
+            TOOL_PODS => self.pods(args, grant, ctx).await,
+            TOOL_EVENTS => self.events(args, grant, ctx).await,
+            TOOL_LOGS => self.logs(args, grant, ctx).await,
+            TOOL_ROLLOUTS => self.rollouts(args, grant, ctx).await,
+            TOOL_HPA => self.hpa(args, grant, ctx).await,
+            TOOL_NODES => self.nodes(args, grant, ctx).await,
+            other => Err(Error::UnknownTool {
+                tool: other.to_string(),
+                offered: TOOLS.join(", "),
+            }),
+        }
+    }
+
+    async fn describe(&self, grant: &SourceGrant, _ctx: &CallContext) -> Result<String> {
+        let contexts: BTreeMap<&str, ()> = self
+            .clusters
+            .iter()
+            .map(|(n, _)| (n.as_str(), ()))
+            .collect();
+        Ok(format!(
+            "Kubernetes `{}` (contexts {}); namespaces: {}",
+            self.name,
+            contexts.keys().copied().collect::<Vec<_>>().join(", "),
+            grant
+                .namespaces
+                .as_ref()
+                .map(|l| l.join(", "))
+                .unwrap_or_else(|| "all".into())
+        ))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
