@@ -757,7 +757,8 @@ fn check_id(tool: &str, key: &str, id: &str) -> Result<()> {
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
-    crate::sources::http::read_capped(response, "select fewer rows or columns").await
+    crate::sources::http::read_capped(response, MAX_RESPONSE_BYTES, "select fewer rows or columns")
+        .await
 }
 
 fn schema(props: Value, required: &[&str]) -> Value {

@@ -761,7 +761,7 @@ fn mentions_tag(query: &str, tag: &str) -> bool {
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
-    crate::sources::http::read_capped(response, "narrow the query").await
+    crate::sources::http::read_capped(response, MAX_RESPONSE_BYTES, "narrow the query").await
 }
 
 #[async_trait]

@@ -796,7 +796,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
-    crate::sources::http::read_capped(response, "narrow the search").await
+    crate::sources::http::read_capped(response, MAX_RESPONSE_BYTES, "narrow the search").await
 }
 
 /// `start`/`end`: RFC 3339, unix seconds, `now`, `now-1h`. Default: the last hour.

@@ -901,22 +901,13 @@ fn level_of(message: &str) -> String {
     String::new()
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Unavailable(format!("reading the response: {e}")))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Error::Query(format!(
-                "the response is larger than {} MiB; narrow it (label_selector, tail_lines)",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
+    crate::sources::http::read_capped(
+        response,
+        MAX_RESPONSE_BYTES,
+        "narrow it (label_selector, tail_lines)",
+    )
+    .await
 }
 
 fn schema(props: Value, required: &[&str]) -> Value {

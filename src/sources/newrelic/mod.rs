@@ -426,7 +426,7 @@ fn link(ui: &str, account_id: u64, query: &str) -> String {
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
-    crate::sources::http::read_capped(response, "narrow the query").await
+    crate::sources::http::read_capped(response, MAX_RESPONSE_BYTES, "narrow the query").await
 }
 
 #[async_trait]

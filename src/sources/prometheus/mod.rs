@@ -435,6 +435,7 @@ impl PrometheusSource {
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {
     crate::sources::http::read_capped(
         response,
+        MAX_RESPONSE_BYTES,
         "narrow the query, aggregate, or use a larger step",
     )
     .await
