@@ -57,12 +57,15 @@ async fn postgres_store_is_append_only_and_tamper_evident() {
         .connect(&place.location)
         .await
         .expect("connect");
+    // Other tests create their own schemas concurrently: look in the schema this
+    // connection's search_path names, and require exactly that one.
     let table_schema: String = sqlx::query_scalar(
-        "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'audit_log'",
+        "SELECT table_schema::text FROM information_schema.tables \
+         WHERE table_name = 'audit_log' AND table_schema = current_schema()",
     )
     .fetch_one(&pool)
     .await
-    .expect("audit_log exists once");
+    .expect("audit_log exists in the test's schema");
     assert_eq!(table_schema, schema);
     for sql in [
         "UPDATE audit_log SET statement = 'x' WHERE seq = 1",
