@@ -243,6 +243,26 @@ impl Sources {
     }
 }
 
+/// Services a principal sees on an instance that covers `configured` services
+/// (None: all): the grant narrowed to them. None means every service.
+pub fn visible_services(
+    granted: Option<&[String]>,
+    configured: Option<&[String]>,
+) -> Option<Vec<String>> {
+    match (granted, configured) {
+        (Some(granted), Some(mine)) => Some(
+            granted
+                .iter()
+                .filter(|s| mine.contains(s))
+                .cloned()
+                .collect(),
+        ),
+        (Some(granted), None) => Some(granted.to_vec()),
+        (None, Some(mine)) => Some(mine.to_vec()),
+        (None, None) => None,
+    }
+}
+
 /// Reads a required string argument.
 pub fn arg_str<'a>(tool: &str, args: &'a Value, key: &str) -> Result<&'a str> {
     match args.get(key) {

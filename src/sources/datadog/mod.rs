@@ -130,18 +130,7 @@ impl DatadogSource {
 
     /// The services this principal sees: `None` is every service.
     pub fn visible_services(&self, grant: &SourceGrant) -> Option<Vec<String>> {
-        match (&grant.services, &self.services) {
-            (Some(granted), Some(mine)) => Some(
-                granted
-                    .iter()
-                    .filter(|s| mine.contains(s))
-                    .cloned()
-                    .collect(),
-            ),
-            (Some(granted), None) => Some(granted.clone()),
-            (None, Some(mine)) => Some(mine.clone()),
-            (None, None) => None,
-        }
+        crate::sources::visible_services(grant.services.as_deref(), self.services.as_deref())
     }
 
     /// The service a tool names, checked against the visible set; when the set has

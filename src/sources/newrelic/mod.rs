@@ -111,18 +111,7 @@ impl NewRelicSource {
 
     /// The services this principal sees (`None`: all): the grant narrowed by `app_id`.
     pub fn visible_services(&self, grant: &SourceGrant) -> Option<Vec<String>> {
-        match (&grant.services, &self.services) {
-            (Some(granted), Some(mine)) => Some(
-                granted
-                    .iter()
-                    .filter(|s| mine.contains(s))
-                    .cloned()
-                    .collect(),
-            ),
-            (Some(granted), None) => Some(granted.clone()),
-            (None, Some(mine)) => Some(mine.clone()),
-            (None, None) => None,
-        }
+        crate::sources::visible_services(grant.services.as_deref(), self.services.as_deref())
     }
 
     /// POSTs a GraphQL document; returns `data`, or the `errors` array as an error.
