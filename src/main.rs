@@ -193,7 +193,12 @@ enum StoreCommand {
 enum LogsCommand {
     /// One `<pattern id>\t<pattern>` line per input line (each line a message),
     /// `<*>` for each parameter; the parse time goes to stderr.
-    Templates { file: PathBuf },
+    Templates {
+        file: PathBuf,
+        /// Tokenise on this thread only (by default a helper thread tokenises ahead).
+        #[arg(long)]
+        single_thread: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +234,19 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Logs {
+        command: LogsCommand::Templates {
+            file,
+            single_thread,
+        },
+    } = &cli.command
+    {
+        // Synchronous and alone: no runtime threads or tracing to start for a file filter.
+        return log_templates(file, *single_thread).unwrap_or_else(|err| {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        });
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -424,8 +442,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs {
-            command: LogsCommand::Templates { file },
-        } => log_templates(&file),
+            command:
+                LogsCommand::Templates {
+                    file,
+                    single_thread,
+                },
+        } => log_templates(&file, single_thread),
         Command::Slack { offline } => {
             let app = build_app(&cli.config, &cli.store, offline).await?;
             let settings = investigator::chat::slack::SlackSettings::from_env(&ProcessEnv)?;
@@ -471,32 +493,16 @@ async fn demo_command(command: DemoCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn log_templates(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    use investigator::evidence::patterns::{templates_for_lines, DrainConfig};
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let body = data.strip_suffix(b"\n").unwrap_or(&data);
-    let lines: Vec<String> = if data.is_empty() {
-        Vec::new()
-    } else {
-        body.split(|&b| b == b'\n')
-            .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
-            .collect()
-    };
-    let count = lines.len();
-    let started = std::time::Instant::now();
-    let templates = templates_for_lines(lines.into_iter(), &DrainConfig::default());
-    let seconds = started.elapsed().as_secs_f64();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    for (id, template) in &templates {
-        writeln!(out, "{id}\t{template}")?;
-    }
-    out.flush()?;
-    let groups = templates
-        .iter()
-        .map(|(id, _)| *id)
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    eprintln!("templates: lines={count} groups={groups} parse_seconds={seconds:.6}");
+fn log_templates(file: &std::path::Path, single_thread: bool) -> anyhow::Result<ExitCode> {
+    use investigator::evidence::patterns::{write_templates, DrainConfig};
+    let input = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut out = std::io::stdout().lock();
+    let run = write_templates(input, &DrainConfig::default(), !single_thread, &mut out)
+        .with_context(|| format!("mining {}", file.display()))?;
+    eprintln!(
+        "templates: lines={} groups={} parse_seconds={:.6}",
+        run.lines, run.groups, run.parse_seconds
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -218,6 +218,55 @@ struct Run {
     variable: bool,
 }
 
+/// Tokenises lines away from the miner (another thread), for [`Drain::add_tokenized`].
+struct Tokenizer {
+    config: DrainConfig,
+    key_layers: usize,
+    classes: [u8; 256],
+}
+
+/// Lines tokenised by a [`Tokenizer`]: per line its token hashes and which tokens keyed
+/// the tree, flat.
+#[derive(Debug, Default)]
+struct TokenizedLines {
+    hashes: Vec<u64>,
+    keyed: Vec<bool>,
+    /// End of each line's tokens in `hashes`.
+    ends: Vec<usize>,
+}
+
+impl Tokenizer {
+    fn tokenize_all(&self, lines: &[&str]) -> TokenizedLines {
+        let mut line = Line::default();
+        let mut out = TokenizedLines {
+            hashes: Vec::with_capacity(lines.len() * 24),
+            keyed: Vec::with_capacity(lines.len() * 24),
+            ends: Vec::with_capacity(lines.len()),
+        };
+        for source in lines {
+            tokenize(
+                &self.config,
+                self.key_layers,
+                &self.classes,
+                source,
+                &mut line,
+            );
+            out.hashes.extend_from_slice(&line.hashes);
+            out.keyed.extend_from_slice(&line.skip);
+            out.ends.push(out.hashes.len());
+        }
+        out
+    }
+}
+
+impl TokenizedLines {
+    fn line(&self, i: usize) -> (&[u64], &[bool]) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let end = self.ends[i];
+        (&self.hashes[start..end], &self.keyed[start..end])
+    }
+}
+
 impl Drain {
     pub fn new(config: DrainConfig) -> Self {
         let mut classes = CLASSES;
@@ -377,24 +426,74 @@ impl Drain {
 
     /// Finds or creates the group of the tokenised line and records the line in it.
     fn place(&mut self, source: &str, at: Option<i64>, example: Option<&str>) -> usize {
+        let id = self.find_or_create(source, true);
+        self.record(id, source, at, example);
+        id as usize
+    }
+
+    /// `tokens_ready`: `line.tokens` and `line.masked` hold the line, not only its hashes
+    /// (a line tokenised in another thread has only those); creating a group needs them.
+    fn find_or_create(&mut self, source: &str, tokens_ready: bool) -> u32 {
         let hash = sequence_hash(&self.line.hashes);
         let exact = self
             .by_template
             .get(&hash)
             .copied()
             .filter(|&g| self.groups[g as usize].tokens == self.line.hashes);
-        let id = match exact {
+        match exact {
             Some(g) => g,
             None => match self.search() {
                 Some(g) => {
                     self.update_template(g);
                     self.resolve(g as usize) as u32
                 }
-                None => self.create(source, hash),
+                None => {
+                    if !tokens_ready {
+                        tokenize(
+                            &self.config,
+                            self.key_layers,
+                            &self.classes,
+                            source,
+                            &mut self.line,
+                        );
+                    }
+                    self.create(source, hash)
+                }
             },
-        };
-        self.record(id, source, at, example);
+        }
+    }
+
+    /// Adds a line tokenised apart (see [`TokenizedLines`]); the same group as `add` gives.
+    fn add_tokenized(&mut self, source: &str, hashes: &[u64], keyed: &[bool]) -> usize {
+        if self.config.track_parameters || !self.wide_separators.is_empty() {
+            // Parameters need the tokens' raw spans; wide separators rewrite the line.
+            return self.add(source);
+        }
+        let line = &mut self.line;
+        line.hashes.clear();
+        line.hashes.extend_from_slice(hashes);
+        line.skip.clear();
+        line.skip.extend_from_slice(keyed);
+        line.keys.clear();
+        line.keys.extend(
+            hashes
+                .iter()
+                .zip(keyed)
+                .filter(|(_, &k)| k)
+                .map(|(&h, _)| h),
+        );
+        let id = self.find_or_create(source, false);
+        self.record(id, source, None, None);
         id as usize
+    }
+
+    /// What another thread needs to tokenise lines the way this miner does.
+    fn tokenizer(&self) -> Tokenizer {
+        Tokenizer {
+            config: self.config.clone(),
+            key_layers: self.key_layers,
+            classes: self.classes,
+        }
     }
 
     /// Tree search: the leaf for the line's length and keys, then its most similar group.
@@ -678,34 +777,246 @@ impl ParamStats {
 
 /// What `investigator logs templates <file>` writes: for every input line, the id of its
 /// group and that group's FINAL template (the whole input is read first).
-pub fn templates_for_lines(
-    lines: impl Iterator<Item = String>,
+pub fn templates_for_lines<S: AsRef<str>>(
+    lines: impl Iterator<Item = S>,
     config: &DrainConfig,
 ) -> Vec<(usize, String)> {
+    let (drain, assigned) = assign_lines(lines, config);
+    let mut finals: Vec<Option<(usize, String)>> = vec![None; drain.groups.len()];
+    assigned
+        .into_iter()
+        .map(|g| match finals.get_mut(g as usize) {
+            Some(Some(done)) => done.clone(),
+            Some(empty) => {
+                let id = drain.resolve(g as usize);
+                let done = (id, drain.template(id));
+                *empty = Some(done.clone());
+                done
+            }
+            None => (g as usize, String::new()),
+        })
+        .collect()
+}
+
+/// Figures of one [`write_templates`] run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemplatesRun {
+    pub lines: usize,
+    pub groups: usize,
+    /// Mining alone (lines already in memory), without writing.
+    pub parse_seconds: f64,
+}
+
+/// `investigator logs templates`: mines every line of `input` (split on `\n`, a trailing
+/// `\r` dropped, nothing after a final `\n`; invalid UTF-8 replaced by U+FFFD), then
+/// writes `<group id>\t<template>\n` per line. Streams: the input is read in 4 MiB
+/// blocks and lines are mined in place, so memory is the miner plus 4 bytes per line (the
+/// ids wait for the final templates); each group's output line is built once and copied.
+/// `helper_thread`: tokenise on a second thread too (see `mine_lines`); the output is the
+/// same either way.
+pub fn write_templates(
+    input: impl std::io::Read,
+    config: &DrainConfig,
+    helper_thread: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<TemplatesRun> {
+    write_templates_in_blocks(input, config, helper_thread, out, 1 << 22)
+}
+
+fn write_templates_in_blocks(
+    mut input: impl std::io::Read,
+    config: &DrainConfig,
+    helper_thread: bool,
+    out: &mut impl std::io::Write,
+    block_bytes: usize,
+) -> std::io::Result<TemplatesRun> {
     let mut config = config.clone();
     // Only ids and templates are wanted: skip the per-line bookkeeping.
     config.track_parameters = false;
     config.max_examples = 0;
     let mut drain = Drain::new(config);
-    let assigned: Vec<u32> = lines.map(|line| drain.add(&line) as u32).collect();
-    // One resolved id and template per group, cloned per line.
-    let mut finals: Vec<Option<(usize, String)>> = vec![None; drain.groups.len()];
-    assigned
-        .into_iter()
-        .map(|g| {
-            let slot = finals.get_mut(g as usize);
-            match slot {
-                Some(Some(done)) => done.clone(),
-                Some(empty) => {
-                    let id = drain.resolve(g as usize);
-                    let done = (id, drain.template(id));
-                    *empty = Some(done.clone());
-                    done
-                }
-                None => (g as usize, String::new()),
+    let mut assigned: Vec<u32> = Vec::new();
+    let mut parse = std::time::Duration::ZERO;
+    let mut block: Vec<u8> = vec![0; block_bytes.max(1)];
+    // `block[..filled]` holds read bytes; a line carried over from the last read first.
+    let mut filled = 0;
+    let mut ended = false;
+    while !ended {
+        if filled == block.len() {
+            // One line longer than the block: grow it.
+            block.resize(block.len() * 2, 0);
+        }
+        let n = loop {
+            match input.read(&mut block[filled..]) {
+                Ok(n) => break n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
             }
-        })
-        .collect()
+        };
+        filled += n;
+        ended = n == 0;
+        // Whole lines only, unless the input ended: then the rest is the last line
+        // (a final `\n` leaves nothing after it).
+        let whole = if ended {
+            filled
+        } else {
+            match block[..filled].iter().rposition(|&b| b == b'\n') {
+                Some(nl) => nl + 1,
+                None => continue,
+            }
+        };
+        let started = std::time::Instant::now();
+        let chunk = &block[..whole];
+        let text = match std::str::from_utf8(chunk) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            // Per block, as per line: a newline never belongs to an invalid sequence.
+            Err(_) => String::from_utf8_lossy(chunk),
+        };
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        if !text.is_empty() {
+            let lines: Vec<&str> = body
+                .split('\n')
+                .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                .collect();
+            mine_lines(&mut drain, &lines, helper_thread, &mut assigned);
+        }
+        parse += started.elapsed();
+        block.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+    // Per assigned id: the range of its `id\ttemplate\n` line in `table`.
+    let mut spans: Vec<Option<(usize, usize)>> = vec![None; drain.groups.len()];
+    let mut table: Vec<u8> = Vec::new();
+    let mut groups = std::collections::HashSet::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(block_bytes);
+    for &g in &assigned {
+        let Some(slot) = spans.get_mut(g as usize) else {
+            continue;
+        };
+        let (a, b) = match *slot {
+            Some(span) => span,
+            None => {
+                let id = drain.resolve(g as usize);
+                groups.insert(id);
+                let a = table.len();
+                table.extend_from_slice(id.to_string().as_bytes());
+                table.push(b'\t');
+                table.extend_from_slice(drain.template(id).as_bytes());
+                table.push(b'\n');
+                *slot = Some((a, table.len()));
+                (a, table.len())
+            }
+        };
+        buf.extend_from_slice(&table[a..b]);
+        if buf.len() >= block_bytes {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(TemplatesRun {
+        lines: assigned.len(),
+        groups: groups.len(),
+        parse_seconds: parse.as_secs_f64(),
+    })
+}
+
+/// Lines of one block below which a second thread costs more than it saves.
+const PARALLEL_MIN_LINES: usize = 256;
+
+/// Lines a helper thread tokenises at a time.
+const CHUNK_LINES: usize = 128;
+
+/// Mines `lines` in order, pushing each line's group id. Tokenising is most of the work
+/// and needs no shared state, so a helper thread tokenises chunks of lines ahead of this
+/// one, which places every line in order (the groups are the ones a single thread gives).
+/// This thread never waits for the helper: a chunk the helper has not finished is
+/// tokenised here, so a busy machine that leaves the helper no core costs little.
+fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: &mut Vec<u32>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    let parallel = helper_thread
+        && lines.len() >= PARALLEL_MIN_LINES
+        && !drain.config.track_parameters
+        && drain.wide_separators.is_empty();
+    if !parallel {
+        assigned.extend(lines.iter().map(|line| drain.add(line) as u32));
+        return;
+    }
+    let chunks: Vec<&[&str]> = lines.chunks(CHUNK_LINES).collect();
+    let done: Vec<OnceLock<TokenizedLines>> = chunks.iter().map(|_| OnceLock::new()).collect();
+    // The next chunk nobody has claimed; the helper claims from it, and so does this
+    // thread when it reaches a chunk first.
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let tokenizer = drain.tokenizer();
+    let helper_tokenizer = drain.tokenizer();
+    std::thread::scope(|scope| {
+        let (chunks, done, next, stop) = (&chunks, &done, &next, &stop);
+        let tokenizer = &tokenizer;
+        // If no thread can be started, every chunk is simply tokenised here.
+        let _helper = std::thread::Builder::new()
+            .name("drain-tokenize".into())
+            .spawn_scoped(scope, move || {
+                let tokenizer = helper_tokenizer;
+                while !stop.load(Ordering::Relaxed) {
+                    let c = next.fetch_add(1, Ordering::AcqRel);
+                    let (Some(chunk), Some(slot)) = (chunks.get(c), done.get(c)) else {
+                        break;
+                    };
+                    let _ = slot.set(tokenizer.tokenize_all(chunk));
+                }
+            });
+        for (c, chunk) in chunks.iter().enumerate() {
+            loop {
+                if let Some(tokenized) = done[c].get() {
+                    for (i, line) in chunk.iter().enumerate() {
+                        let (hashes, keyed) = tokenized.line(i);
+                        assigned.push(drain.add_tokenized(line, hashes, keyed) as u32);
+                    }
+                    break;
+                }
+                // Nobody has claimed this chunk: take it and tokenise while placing.
+                if next
+                    .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    assigned.extend(chunk.iter().map(|line| drain.add(line) as u32));
+                    break;
+                }
+                // The helper is on it: tokenise a later chunk meanwhile.
+                let k = next.fetch_add(1, Ordering::AcqRel);
+                match (chunks.get(k), done.get(k)) {
+                    (Some(later), Some(slot)) => {
+                        let _ = slot.set(tokenizer.tokenize_all(later));
+                    }
+                    // Nothing left to claim and the helper not done (or descheduled):
+                    // tokenise this one again here rather than wait.
+                    _ => {
+                        assigned.extend(chunk.iter().map(|line| drain.add(line) as u32));
+                        break;
+                    }
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Mines `lines` with only ids and templates wanted; returns the miner and each line's
+/// group id as assigned (resolve it for the final group).
+fn assign_lines<S: AsRef<str>>(
+    lines: impl Iterator<Item = S>,
+    config: &DrainConfig,
+) -> (Drain, Vec<u32>) {
+    let mut config = config.clone();
+    // Only ids and templates are wanted: skip the per-line bookkeeping.
+    config.track_parameters = false;
+    config.max_examples = 0;
+    let mut drain = Drain::new(config);
+    let assigned = lines.map(|line| drain.add(line.as_ref()) as u32).collect();
+    (drain, assigned)
 }
 
 /// Share of the positions that tell something where the line matches the template, and
@@ -1778,12 +2089,92 @@ mod tests {
             "session opened for user news",
             "disk full on /dev/sda1",
         ];
-        let out = templates_for_lines(lines.iter().map(|s| s.to_string()), &DrainConfig::default());
+        let out = templates_for_lines(lines.iter(), &DrainConfig::default());
         assert_eq!(out.len(), 3);
         assert_eq!(out[0], out[1]);
         assert_eq!(out[0].1, "session opened for user <*>");
         assert_eq!(out[2].1, "disk full on <*>");
         assert_ne!(out[0].0, out[2].0);
+    }
+
+    #[test]
+    fn write_templates_writes_one_line_per_input_line() {
+        let text = "session opened for user root\r\nsession opened for user news\n\ndisk full on /dev/sda1\n";
+        let mut out = Vec::new();
+        let run = write_templates(text.as_bytes(), &DrainConfig::default(), true, &mut out)
+            .expect("write");
+        let lines = [
+            "session opened for user root",
+            "session opened for user news",
+            "",
+            "disk full on /dev/sda1",
+        ];
+        let expected: String = templates_for_lines(lines.iter(), &DrainConfig::default())
+            .into_iter()
+            .map(|(id, t)| format!("{id}\t{t}\n"))
+            .collect();
+        assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+        assert_eq!(run.lines, 4);
+        assert_eq!(run.groups, 3);
+        let mut empty = Vec::new();
+        let run =
+            write_templates(&b""[..], &DrainConfig::default(), true, &mut empty).expect("write");
+        assert_eq!((run.lines, empty.len()), (0, 0));
+        let mut one = Vec::new();
+        write_templates(&b"\n"[..], &DrainConfig::default(), true, &mut one).expect("write");
+        assert_eq!(one.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+
+    /// Reads a few bytes at a time, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn write_templates_is_the_same_whatever_the_blocks() {
+        let mut text = Vec::new();
+        for i in 0..300 {
+            let line = match i % 4 {
+                0 => format!("session opened for user u{i}\r\n"),
+                1 => format!("GET /api/orders/{i} took {i}ms\n"),
+                2 => "\n".to_string(),
+                _ => format!("bad byte \u{e9} {i} \n"),
+            };
+            text.extend_from_slice(line.as_bytes());
+        }
+        // An invalid byte and a line longer than the small blocks.
+        text.extend_from_slice(b"invalid \xff byte here\n");
+        text.extend_from_slice("x".repeat(100).as_bytes());
+        let config = DrainConfig::default();
+        let mut whole = Vec::new();
+        let run = write_templates(&text[..], &config, false, &mut whole).expect("write");
+        assert_eq!(run.lines, 302);
+        let cases = [(16, 7), (64, 64), (5, 1), (1000, 333), (1 << 16, 1 << 16)];
+        for ((block, step), helper) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let mut out = Vec::new();
+            let r =
+                write_templates_in_blocks(Trickle(&text, step), &config, helper, &mut out, block)
+                    .expect("write");
+            assert_eq!(
+                out, whole,
+                "block {block}, reads of {step}, helper {helper}"
+            );
+            assert_eq!((r.lines, r.groups), (run.lines, run.groups));
+        }
+        let out = String::from_utf8(whole).expect("utf-8");
+        assert!(
+            out.lines()
+                .any(|l| l.ends_with("invalid \u{fffd} byte here")),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 302);
     }
 
     /// Compaction keeps the rare line that explains an incident: 30 errors among a million
@@ -1861,6 +2252,53 @@ mod tests {
         }
         let total: u64 = d.groups().iter().map(|g| g.count).sum();
         assert_eq!(total, lines.len() as u64);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The helper thread changes nothing: lines drawn from a few events with varying
+        /// words and numbers, more than one chunk, through both paths and odd block sizes.
+        #[test]
+        fn helper_thread_gives_the_same_templates(
+            picks in proptest::collection::vec((0usize..6, 0u32..40, "[a-z]{1,6}"), 300..1500),
+            block in 200usize..5000,
+        ) {
+            let mut text = String::new();
+            for (event, n, word) in &picks {
+                let line = match event {
+                    0 => format!("081109 2036{n:02} INFO dfs.DataNode: Receiving block blk_{n} src: /10.0.0.{n}:50010"),
+                    1 => format!("session opened for user {word} by (uid={n})"),
+                    2 => format!("ERROR payment failed for order {n}: {word} timeout after {n}ms"),
+                    3 => format!("[{word} worker {n}] GET /api/{word}/{n} 200"),
+                    4 => format!("Invalid user {word} from 192.168.1.{n}"),
+                    _ => format!("{word} {word} {n}"),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            let config = DrainConfig::default();
+            let mut single = Vec::new();
+            write_templates_in_blocks(text.as_bytes(), &config, false, &mut single, 1 << 18)
+                .expect("write");
+            let mut helped = Vec::new();
+            write_templates_in_blocks(text.as_bytes(), &config, true, &mut helped, block)
+                .expect("write");
+            prop_assert_eq!(single, helped);
+
+            // The helper's path taken for every line (the timing above may not take it).
+            let lines: Vec<&str> = text.lines().collect();
+            let config = DrainConfig { track_parameters: false, max_examples: 0, ..config };
+            let mut serial = Drain::new(config.clone());
+            let mut split = Drain::new(config);
+            let tokenized = split.tokenizer().tokenize_all(&lines);
+            for (i, line) in lines.iter().enumerate() {
+                let a = serial.add(line);
+                let (hashes, keyed) = tokenized.line(i);
+                let b = split.add_tokenized(line, hashes, keyed);
+                prop_assert_eq!(a, b);
+            }
+            prop_assert_eq!(serial.groups(), split.groups());
+        }
     }
 
     proptest! {
