@@ -115,6 +115,47 @@ def run_drain3(lines, variant, repeat=1):
     return ids, best
 
 
+DRAIN3_PROCESS = r"""
+import sys
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
+config = TemplateMinerConfig()
+config.profiling_enabled = False
+miner = TemplateMiner(config=config)
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+if data.endswith(b"\n"):
+    data = data[:-1]
+out = []
+for raw in data.split(b"\n") if data else []:
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    r = miner.add_log_message(raw.decode("utf-8", errors="replace"))
+    out.append(f"{r['cluster_id']}\t{r['template_mined']}\n")
+sys.stdout.write("".join(out))
+"""
+
+
+def run_drain3_process(path, expected_lines, repeat=1):
+    """Wall time of a whole Python process mining the file with drain3's default config and
+    writing one line per input line: the counterpart of our CLI's wall time."""
+    best = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", DRAIN3_PROCESS, path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        out = proc.stdout.decode("utf-8", errors="replace").split("\n")
+        secs = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"drain3 process failed: {proc.stderr.decode(errors='replace')[:2000]}")
+        if out and out[-1] == "":
+            out.pop()
+        if len(out) != expected_lines:
+            sys.exit(f"drain3 process: {len(out)} output lines for {expected_lines} input lines")
+        best = secs if best is None else min(best, secs)
+    return best
+
+
 PARSE_SECONDS = re.compile(r"parse_seconds=([0-9.eE+-]+)")
 
 
@@ -171,6 +212,8 @@ def main():
     ap.add_argument("--data", default=os.path.normpath(os.path.join(here, "..", "..", "shared", "data", "loghub-2k")))
     ap.add_argument("--big-lines", type=int, default=1_000_000, help="lines of the large input (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per system and parser (fastest kept)")
+    ap.add_argument("--single-thread-flag", default="--single-thread",
+                    help="flag appended to --bin for a one-thread run beside the default ('' to skip)")
     args = ap.parse_args()
 
     import drain3  # noqa: F401  (fail early with the import error)
@@ -185,11 +228,13 @@ def main():
     print(f"drain3 {version('drain3')}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs ({cpu}), ours: {args.bin}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine slows both sides)")
     print()
+    single_bin = f"{args.bin} {args.single_thread_flag}" if args.single_thread_flag else None
     header = ("| system | GA drain3 default | GA drain3 ini-masking | GA ours "
               "| lines/s drain3 default | lines/s drain3 ini | lines/s ours (parse) | lines/s ours (wall) "
-              "| ours (parse) × drain3 default |")
+              "| ours (parse) × drain3 default | ours one thread (parse) × drain3 default "
+              "| ours (wall) × drain3 process (wall) |")
     print(header)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     all_lines = []
     sums = defaultdict(float)
     totals = defaultdict(float)
@@ -201,6 +246,14 @@ def main():
         d_ids, d_s = run_drain3(lines, "default", args.repeat)
         i_ids, i_s = run_drain3(lines, "ini", args.repeat)
         o_ids, o_parse, o_wall = run_ours(args.bin, log, len(lines), args.repeat)
+        s_parse = None
+        if single_bin:
+            s_ids, s_parse, _ = run_ours(single_bin, log, len(lines), args.repeat)
+            if s_ids != o_ids:
+                sys.exit(f"{name}: one thread and the helper thread gave different groups")
+        p_wall = run_drain3_process(log, len(lines), args.repeat)
+        totals["sp"] += s_parse if s_parse is not None else float("nan")
+        totals["pw"] += p_wall
         ga = (grouping_accuracy(d_ids, truth), grouping_accuracy(i_ids, truth), grouping_accuracy(o_ids, truth))
         for key, value in zip(("d", "i", "o"), ga):
             sums[key] += value
@@ -212,16 +265,20 @@ def main():
         print(f"| {name} | {ga[0]:.4f} | {ga[1]:.4f} | {ga[2]:.4f} | {fmt_rate(rate(len(lines), d_s))} "
               f"| {fmt_rate(rate(len(lines), i_s))} "
               f"| {fmt_rate(None if o_parse is None else rate(len(lines), o_parse))} "
-              f"| {fmt_rate(rate(len(lines), o_wall))} | {ratio(d_s, o_parse)} |")
+              f"| {fmt_rate(rate(len(lines), o_wall))} | {ratio(d_s, o_parse)} | {ratio(d_s, s_parse)} "
+              f"| {ratio(p_wall, o_wall)} |")
     k = len(SYSTEMS)
     n = totals["n"]
     op = None if totals["op"] != totals["op"] else rate(n, totals["op"])
     print(f"| **average** | **{sums['d'] / k:.4f}** | **{sums['i'] / k:.4f}** | **{sums['o'] / k:.4f}** "
           f"| {fmt_rate(rate(n, totals['d']))} | {fmt_rate(rate(n, totals['i']))} | {fmt_rate(op)} "
-          f"| {fmt_rate(rate(n, totals['ow']))} | {ratio(totals['d'], None if op is None else totals['op'])} |")
+          f"| {fmt_rate(rate(n, totals['ow']))} | {ratio(totals['d'], None if op is None else totals['op'])} "
+          f"| {ratio(totals['d'], None if totals['sp'] != totals['sp'] else totals['sp'])} "
+          f"| {ratio(totals['pw'], totals['ow'])} |")
     print()
     print(f"Per-system throughput: 2,000 lines each, fastest of {args.repeat} runs; ours (wall) is a whole")
-    print("process per file (start-up, reading, writing), so it mostly measures start-up here.")
+    print("process per file (start-up, reading, writing), so it mostly measures start-up here; its")
+    print("counterpart is drain3 (default config) run as a whole Python process on the file.")
 
     # Whole-input throughput: the 8 x 2,000 lines as one mixed stream, and that stream
     # repeated to --big-lines lines (many groups alive at once, like a real log).
@@ -237,10 +294,15 @@ def main():
         try:
             _, o_parse, o_wall = run_ours(args.bin, path, len(lines), repeat)
             rows = []
+            single = run_ours(single_bin, path, len(lines), repeat) if single_bin else None
             for variant, label in (("default", "drain3 default"), ("ini", "drain3 ini-masking")):
                 _, secs = run_drain3(lines, variant, repeat)
                 rows.append((label, secs))
+            rows.append(("drain3 default, whole process (wall)", run_drain3_process(path, len(lines), repeat)))
             rows.append(("ours (parse)", o_parse))
+            if single is not None:
+                rows.append(("ours, one thread (parse)", single[1]))
+                rows.append(("ours, one thread (wall)", single[2]))
             rows.append(("ours (wall: start-up, read, parse, write, pipe)", o_wall))
             for label, secs in rows:
                 if secs is None:
