@@ -496,6 +496,54 @@ impl Store {
         })
     }
 
+    /// Interrupted sessions whose id starts with `prefix` (a transport's, e.g.
+    /// `slack:`), least recently updated first, at most `limit`.
+    pub async fn interrupted_sessions(&self, prefix: &str, limit: u32) -> Result<Vec<SessionRow>> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let ids: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE status = 'interrupted' AND id LIKE $1 ESCAPE '\\' \
+                 ORDER BY updated_at, id LIMIT $2",
+            )
+            .bind(pattern)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.query_error(e))?
+        });
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = self.session(&id).await? {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// An interrupted session back to idle once its people were told; its pending
+    /// question stays (to be asked again). True only for the one caller that
+    /// changed it, so replicas sharing the store tell a thread once.
+    pub async fn settle_interrupted(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE sessions SET status = 'idle', updated_at = $1 \
+                 WHERE id = $2 AND status = 'interrupted'",
+            )
+            .bind(ts(now))
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Usage per squad and day, newest first.
     pub async fn usage(&self, since: NaiveDate) -> Result<Vec<UsageRow>> {
         on_pool!(self, pool => {

@@ -620,3 +620,90 @@ async fn a_direct_message_is_answered_in_its_thread() {
     assert_eq!(reports[0]["channel"], "D0DEMODM");
     assert!(reports[0]["blocks"].to_string().contains("Root cause"));
 }
+
+/// A restart cut a thread's question off: the thread is told once (also when
+/// asked again, as a second replica would), with a button that asks the stored
+/// question again, for whoever presses it, under the thread's squad scope.
+#[tokio::test]
+async fn a_thread_cut_off_by_a_restart_is_told_and_can_ask_again() {
+    let h = harness().await;
+    let ts = "1700000700.000100";
+    let key = format!("slack:C0DEMO:{ts}");
+    let question = "why is checkout erroring?";
+    let body = event("Ev70", mention("U0DEMO", "C0DEMO", ts, question));
+    assert_eq!(h.send_ok(&body).await, 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 1)
+            .await
+    );
+    let before = h.messages_in(&key).await;
+    // A process that died answering a follow-up: it held the lease (now expired)
+    // and had marked the question running.
+    let now = chrono::Utc::now();
+    let long_ago = now - chrono::Duration::minutes(30);
+    let taken = h
+        .store
+        .try_lease(
+            &key,
+            "dead-process",
+            long_ago,
+            long_ago + chrono::Duration::minutes(5),
+        )
+        .await
+        .expect("lease");
+    assert_eq!(taken, investigator::store::LeaseOutcome::Taken);
+    h.store
+        .mark_running(&key, "dead-process", "what changed at 10:12?", long_ago)
+        .await
+        .expect("running");
+    let told = h.service.notify_interrupted().await;
+    assert_eq!(told, 1);
+    assert_eq!(h.service.notify_interrupted().await, 0, "told twice");
+    let notices: Vec<Value> = h
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .map(|c| c.body)
+        .filter(|b| b["thread_ts"] == ts && b["text"].as_str().unwrap_or("").contains("restarted"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let notice = notices[0].to_string();
+    assert!(notice.contains("what changed at 10:12?"), "{notice}");
+    assert!(notice.contains("retry_question"), "{notice}");
+    let row = h.store.session(&key).await.expect("row").expect("session");
+    assert_eq!(row.status, investigator::store::SessionStatus::Idle);
+
+    // "Ask again", with a forged value: the question comes from the store.
+    let payload = json!({"type": "block_actions", "user": {"id": "U0DEMO"}, "channel": {"id": "C0DEMO"},
+        "message": {"ts": "1700000700.000500", "thread_ts": ts},
+        "actions": [{"action_id": "retry_question", "value": "slack:C0OTHER:1"}]});
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+    let sent_at = chrono::Utc::now().timestamp();
+    let response = h
+        .http
+        .post(format!("{}/slack/interactions", h.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", sent_at.to_string())
+        .header(
+            "x-slack-signature",
+            sign(&Secret::new(SIGNING_SECRET), sent_at, form.as_bytes()),
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        h.fake
+            .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 2)
+            .await,
+        "the question was not asked again"
+    );
+    assert!(h.messages_in(&key).await > before);
+    let reports = h.store.session_reports(&key).await.expect("reports");
+    assert_eq!(
+        reports.last().map(|r| r.question.as_str()),
+        Some("what changed at 10:12?")
+    );
+}

@@ -298,6 +298,32 @@ async fn leases_expire_interrupted_sessions_recover_and_prune_keeps_running_ones
     let row = store.session("s1").await.expect("row").expect("exists");
     assert_eq!(row.status, SessionStatus::Interrupted);
     assert_eq!(row.pending_question.as_deref(), Some("q?"));
+    // Listed by id prefix (LIKE wildcards in it are literal), then told once.
+    let listed = store.interrupted_sessions("s", 10).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["s1"]
+    );
+    for other in ["s_", "%", "x"] {
+        assert!(
+            store
+                .interrupted_sessions(other, 10)
+                .await
+                .expect("list")
+                .is_empty(),
+            "{other}"
+        );
+    }
+    assert!(store.settle_interrupted("s1", later).await.expect("settle"));
+    assert!(!store.settle_interrupted("s1", later).await.expect("again"));
+    let row = store.session("s1").await.expect("row").expect("exists");
+    assert_eq!(row.status, SessionStatus::Idle);
+    assert_eq!(row.pending_question.as_deref(), Some("q?"));
+    assert!(store
+        .interrupted_sessions("s", 10)
+        .await
+        .expect("list")
+        .is_empty());
     assert_eq!(
         store
             .try_lease("s1", "b", later, later)

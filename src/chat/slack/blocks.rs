@@ -17,6 +17,31 @@ const MAX_FALLBACK_CHARS: usize = 300;
 
 pub const ACTION_DIG_DEEPER: &str = "dig_deeper";
 pub const ACTION_MARK_WRONG: &str = "mark_wrong";
+/// Ask a thread's question again after a restart cut it off.
+pub const ACTION_RETRY: &str = "retry_question";
+
+/// Posted in a thread whose question a restart cut off: what was asked, that the
+/// evidence so far is kept, and a button to ask again.
+pub fn interrupted_message(question: &str, session: &str) -> SlackMessage {
+    let question: String = question.chars().take(500).collect();
+    let text = format!(
+        ":warning: I was restarted while investigating \u{201c}{}\u{201d} and could not finish. \
+         The evidence gathered before the restart is kept. Press *Ask again* (or reply here) \
+         and I'll continue.",
+        escape(&question)
+    );
+    let fallback: String = text.chars().take(MAX_FALLBACK_CHARS).collect();
+    SlackMessage {
+        text: fallback,
+        blocks: vec![
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}),
+            json!({"type": "actions", "elements": [
+                {"type": "button", "action_id": ACTION_RETRY, "value": session, "style": "primary",
+                 "text": {"type": "plain_text", "text": "Ask again"}}
+            ]}),
+        ],
+    }
+}
 
 /// One `chat.postMessage`: fallback text and its blocks.
 #[derive(Debug, Clone, PartialEq)]

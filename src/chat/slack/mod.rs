@@ -23,6 +23,7 @@ pub mod web;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::App;
 use crate::config::interpolate::Env;
@@ -136,26 +137,47 @@ pub async fn run(
         Arc::new(stored::StoreFeedback(store)),
     )
     .await?;
-    match (settings.mode, settings.app_token, settings.signing_secret) {
+    // Threads a stopped process left unanswered are told so, beside serving events:
+    // at start, and then every minute (a quick restart finds the old process's
+    // session leases unexpired; they count as stopped once they expire).
+    let notifier = service.clone();
+    let notices = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let told = notifier.notify_interrupted().await;
+            if told > 0 {
+                tracing::info!(
+                    threads = told,
+                    "told threads their question was interrupted"
+                );
+            }
+        }
+    });
+    let served = match (settings.mode, settings.app_token, settings.signing_secret) {
         (Mode::Socket, Some(app_token), _) => {
             socket::run(web, app_token, service, shutdown).await;
             Ok(())
         }
         (Mode::Http, _, Some(secret)) => {
             let router = http::router(http::HttpState::new(service, secret));
-            let listener = tokio::net::TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| Error::Listen {
+            match tokio::net::TcpListener::bind(settings.listen).await {
+                Ok(listener) => {
+                    tracing::info!(addr = %settings.listen, "Slack Events API listening on /slack/events");
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .map_err(Error::Serve)
+                }
+                Err(source) => Err(Error::Listen {
                     addr: settings.listen,
                     source,
-                })?;
-            tracing::info!(addr = %settings.listen, "Slack Events API listening on /slack/events");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(Error::Serve)
+                }),
+            }
         }
         (Mode::Socket, None, _) => Err(Error::Missing("SLACK_APP_TOKEN")),
         (Mode::Http, _, None) => Err(Error::Missing("SLACK_SIGNING_SECRET")),
-    }
+    };
+    notices.abort();
+    served
 }

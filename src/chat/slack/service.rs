@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info_span, Instrument};
 
-use super::blocks::{self, ACTION_DIG_DEEPER, ACTION_MARK_WRONG};
+use super::blocks::{self, ACTION_DIG_DEEPER, ACTION_MARK_WRONG, ACTION_RETRY};
 use super::events::{Callback, Interaction, MessageEvent, SlashCommand};
 use super::web::{self, Posted, Upload, WebClient};
 use crate::access::{Principal, Transport};
@@ -214,6 +214,13 @@ pub fn session_key(channel: &str, thread_ts: &str) -> String {
     format!("slack:{channel}:{thread_ts}")
 }
 
+/// The channel and thread of a session key made by [`session_key`].
+fn thread_of(session: &str) -> Option<(&str, &str)> {
+    let rest = session.strip_prefix("slack:")?;
+    let (channel, thread_ts) = rest.split_once(':')?;
+    (!channel.is_empty() && !thread_ts.is_empty()).then_some((channel, thread_ts))
+}
+
 const HINT: &str =
     "Ask me a question about a production problem, e.g. `@investigator why is checkout erroring?`";
 
@@ -241,6 +248,58 @@ impl SlackService {
             },
             edit_interval: Duration::from_millis(700),
         }))
+    }
+
+    /// After a restart: every thread whose question was cut off (the session left
+    /// running by a process that stopped) is told so, with a button to ask again.
+    /// Each thread is told once, also across replicas sharing the store. Returns how
+    /// many threads were told.
+    pub async fn notify_interrupted(&self) -> usize {
+        // Bounded: a store full of cut-off threads is told over several starts.
+        const MAX_NOTICES: u32 = 200;
+        let store = self.app.sessions.store();
+        if let Err(err) = store.recover_interrupted(Utc::now()).await {
+            tracing::warn!(error = %err, "could not recover sessions left running");
+        }
+        let rows = match store.interrupted_sessions("slack:", MAX_NOTICES).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not list interrupted Slack sessions");
+                return 0;
+            }
+        };
+        let mut told = 0;
+        for row in rows {
+            let Some((channel, thread_ts)) = thread_of(&row.id) else {
+                continue;
+            };
+            match store.settle_interrupted(&row.id, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::warn!(session_id = %row.id, error = %err, "could not settle an interrupted session");
+                    continue;
+                }
+            }
+            let question = row.pending_question.as_deref().unwrap_or("your question");
+            let message = blocks::interrupted_message(question, &row.id);
+            match self
+                .web
+                .post_message(
+                    channel,
+                    Some(thread_ts),
+                    &message.text,
+                    Some(serde_json::Value::Array(message.blocks)),
+                )
+                .await
+            {
+                Ok(_) => told += 1,
+                Err(err) => {
+                    tracing::warn!(session_id = %row.id, error = %err, "could not tell a thread its question was interrupted")
+                }
+            }
+        }
+        told
     }
 
     /// An Events API callback (HTTP or Socket Mode). Run after the ack.
@@ -387,6 +446,37 @@ impl SlackService {
                         ),
                     )
                     .await;
+                }
+                ACTION_RETRY => {
+                    // The question comes from the stored session, not the button.
+                    let pending = match self.app.sessions.store().session(&session).await {
+                        Ok(row) => row.and_then(|row| row.pending_question),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not read the thread's session");
+                            None
+                        }
+                    };
+                    match pending {
+                        Some(text) => {
+                            self.ask(Question {
+                                user: interaction.user.id.clone(),
+                                direct: channel.id.starts_with('D'),
+                                channel: channel.id.clone(),
+                                thread_ts: thread_ts.clone(),
+                                message_ts: None,
+                                text,
+                            })
+                            .await;
+                        }
+                        None => {
+                            self.post(
+                                &channel.id,
+                                &thread_ts,
+                                "There is no unfinished question in this thread to ask again.",
+                            )
+                            .await;
+                        }
+                    }
                 }
                 other => tracing::debug!(action = other, "unknown action"),
             }
