@@ -17,6 +17,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/investigations/{id}"),
     ("post", "/api/v1/investigations/{id}/messages"),
     ("post", "/api/v1/investigations/{id}/resume"),
+    ("post", "/api/v1/investigations/{id}/feedback"),
     ("get", "/api/v1/evidence/{id}"),
     ("get", "/api/v1/evidence/{id}/{item}"),
     ("post", "/api/v1/query-agent"),
@@ -74,6 +75,7 @@ pub fn openapi() -> Value {
             "/api/v1/investigations/{id}": {"get": op("An investigation: status, the latest synthesis, all evidence, every question", None, json!({"200": {"description": "OK"}}), &["id"])},
             "/api/v1/investigations/{id}/messages": {"post": op("Ask a follow-up in the same investigation", Some("FollowUpRequest"), answer, &["id"])},
             "/api/v1/investigations/{id}/resume": {"post": op("Ask an interrupted investigation's question again (async)", None, json!({"202": {"description": "Accepted"}, "409": {"description": "Not interrupted"}}), &["id"])},
+            "/api/v1/investigations/{id}/feedback": {"post": op("Rate the investigation's answer: 1 helpful, -1 wrong, with an optional comment", Some("FeedbackRequest"), json!({"201": {"description": "Recorded"}}), &["id"])},
             "/api/v1/evidence/{id}": {"get": op("All evidence of an investigation, whole, with attachment files", None, json!({"200": {"description": "OK"}}), &["id"])},
             "/api/v1/evidence/{id}/{item}": {"get": op("One evidence item (E3); ?format=json or ?format=csv downloads the file", None, json!({"200": {"description": "OK"}}), &["id", "item"])},
             "/api/v1/query-agent": {"post": op("Text-to-SQL over a granted SQL source (needs ANTHROPIC_API_KEY; 501 without)", Some("QueryAgentRequest"), json!({"200": {"description": "sql, explanation, columns, rows"}, "501": {"description": "No model configured"}}), &[])},
@@ -96,6 +98,7 @@ pub fn openapi() -> Value {
                     }
                 },
                 "FollowUpRequest": {"type": "object", "additionalProperties": false, "required": ["message"], "properties": {"message": {"type": "string"}, "stream": {"type": "boolean"}, "async": {"type": "boolean"}}},
+                "FeedbackRequest": {"type": "object", "additionalProperties": false, "required": ["rating"], "properties": {"rating": {"type": "integer", "enum": [-1, 1]}, "comment": {"type": "string", "maxLength": 2000}}},
                 "QueryAgentRequest": {"type": "object", "additionalProperties": false, "required": ["prompt", "dataset_id"], "properties": {"prompt": {"type": "string"}, "dataset_id": {"type": "string", "description": "A source name from sources.yaml granted to the key's squad"}}},
                 "Answer": {
                     "type": "object",

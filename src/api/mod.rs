@@ -231,6 +231,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/investigations/{id}", get(get_investigation))
         .route("/api/v1/investigations/{id}/messages", post(follow_up))
         .route("/api/v1/investigations/{id}/resume", post(resume))
+        .route("/api/v1/investigations/{id}/feedback", post(feedback))
         .route("/api/v1/evidence/{id}", get(get_evidence_all))
         .route("/api/v1/evidence/{id}/{item}", get(get_evidence_item))
         .route("/api/v1/query-agent", post(query_agent))
@@ -349,6 +350,17 @@ struct FollowUpRequest {
     #[serde(default, rename = "async")]
     run_async: bool,
 }
+
+/// Whether the last answer was right: 1 helpful, -1 wrong.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    rating: i64,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+const MAX_FEEDBACK_COMMENT: usize = 2_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -728,6 +740,66 @@ async fn resume(
     }
 }
 
+/// Feedback on an investigation's answer, kept with the session (as Slack's "mark
+/// answer wrong" button is), to review answers that were wrong.
+async fn feedback(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let principal = match state.authenticate(&headers) {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    let request: FeedbackRequest = match parse_body(&headers, body) {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    if !matches!(request.rating, -1 | 1) {
+        return Problem::bad_request("rating must be 1 (helpful) or -1 (wrong)".to_string())
+            .into_response();
+    }
+    let comment = request
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if let Some(comment) = comment {
+        if let Err(p) = check_text("comment", comment, MAX_FEEDBACK_COMMENT) {
+            return p.into_response();
+        }
+    }
+    // The same 404 as reading it: another squad's investigation does not exist here.
+    if let Err(err) = state.0.app.session_for(&principal, &id).await {
+        return ask_problem(err).into_response();
+    }
+    let store = state.0.app.sessions.store();
+    match store
+        .add_feedback(
+            &id,
+            &principal.to_string(),
+            request.rating,
+            comment,
+            Utc::now(),
+        )
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(session_id = %id, principal = %principal, rating = request.rating, "feedback");
+            (
+                StatusCode::CREATED,
+                Json(json!({"investigation_id": id, "rating": request.rating})),
+            )
+                .into_response()
+        }
+        Err(err) => {
+            tracing::error!(session_id = %id, error = %err, "storing feedback failed");
+            Problem::internal().into_response()
+        }
+    }
+}
+
 /// Runs one question in a tracked task and answers in the requested mode.
 async fn run_question(
     state: &ApiState,
@@ -878,14 +950,17 @@ async fn get_investigation_inner(state: &ApiState, id: &str, headers: &HeaderMap
         Err(err) => return ask_problem(err).into_response(),
     };
     let store = state.0.app.sessions.store();
-    let (reports, items) =
-        match tokio::try_join!(store.session_reports(id), store.session_evidence(id)) {
-            Ok(x) => x,
-            Err(err) => {
-                tracing::error!(session_id = %id, error = %err, "reading an investigation failed");
-                return Problem::internal().into_response();
-            }
-        };
+    let (reports, items, feedback) = match tokio::try_join!(
+        store.session_reports(id),
+        store.session_evidence(id),
+        store.feedback(id)
+    ) {
+        Ok(x) => x,
+        Err(err) => {
+            tracing::error!(session_id = %id, error = %err, "reading an investigation failed");
+            return Problem::internal().into_response();
+        }
+    };
     let last: Option<&StoredReport> = reports.last();
     let report: Option<Report> = last.and_then(|r| serde_json::from_value(r.report.clone()).ok());
     let usage = {
@@ -917,6 +992,7 @@ async fn get_investigation_inner(state: &ApiState, id: &str, headers: &HeaderMap
         "synthesis": report.as_ref().map(synthesis),
         "evidence": evidence_by_kind(id, items.iter()),
         "usage": usage,
+        "feedback": feedback,
         "report": report,
         "questions": reports.iter().map(|r| json!({
             "seq": r.seq,

@@ -25,7 +25,7 @@ pub mod sessions;
 
 pub use audit::{audit_line, AuditEntry, AuditFilter, AuditRecord, AuditVerification, Verdict};
 pub use sessions::{
-    LeaseOutcome, NewReport, Pruned, SessionRow, SessionStatus, StoredReport, UsageRow,
+    FeedbackRow, LeaseOutcome, NewReport, Pruned, SessionRow, SessionStatus, StoredReport, UsageRow,
 };
 
 use std::borrow::Cow;

@@ -106,6 +106,15 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
+/// Feedback on a session's answers, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedbackRow {
+    pub principal: String,
+    pub rating: i64,
+    pub comment: Option<String>,
+    pub created_at: String,
+}
+
 /// What `prune` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Pruned {
@@ -609,6 +618,31 @@ impl Store {
             .await
             .map_err(|e| self.query_error(e))?;
             Ok(())
+        })
+    }
+
+    /// A session's feedback, oldest first.
+    pub async fn feedback(&self, session: &str) -> Result<Vec<FeedbackRow>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT principal, rating, comment, created_at FROM feedback \
+                 WHERE session_id = $1 ORDER BY created_at",
+            )
+            .bind(session)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.query_error(e))?;
+            rows.iter()
+                .map(|row| {
+                    let bad = |e: sqlx::Error| self.corrupt(format!("feedback: {e}"));
+                    Ok(FeedbackRow {
+                        principal: row.try_get("principal").map_err(bad)?,
+                        rating: row.try_get("rating").map_err(bad)?,
+                        comment: row.try_get("comment").map_err(bad)?,
+                        created_at: row.try_get("created_at").map_err(bad)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -256,6 +256,61 @@ async fn brief_shape_follow_ups_isolation_and_restart() {
     assert_eq!(csv.status().as_u16(), 200);
     assert!(csv.text().await.expect("text").lines().count() >= 2);
 
+    // Feedback on the answer: only the owner's squad, a rating of 1 or -1, kept
+    // with the investigation.
+    let feedback_url = server.url(&format!("/api/v1/investigations/{id}/feedback"));
+    let r = http
+        .post(&feedback_url)
+        .bearer_auth(IDENTITY_KEY)
+        .json(&json!({"rating": -1, "comment": "wrong"}))
+        .send()
+        .await
+        .expect("send");
+    problem(r, 404).await;
+    for bad in [
+        json!({"rating": 0}),
+        json!({"rating": 5}),
+        json!({"rating": -1, "extra": true}),
+        json!({"comment": "no rating"}),
+        json!({"rating": 1, "comment": "x".repeat(2001)}),
+    ] {
+        let r = http
+            .post(&feedback_url)
+            .bearer_auth(CHECKOUT_KEY)
+            .json(&bad)
+            .send()
+            .await
+            .expect("send");
+        problem(r, 400).await;
+    }
+    let r = http
+        .post(&feedback_url)
+        .bearer_auth(CHECKOUT_KEY)
+        .json(&json!({"rating": -1, "comment": "  the pool size was not the cause  "}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 201);
+    let got: Value = http
+        .get(server.url(&format!("/api/v1/investigations/{id}")))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let feedback = got["feedback"].as_array().expect("feedback");
+    assert_eq!(feedback.len(), 1, "{feedback:?}");
+    assert_eq!(feedback[0]["rating"], json!(-1));
+    assert_eq!(
+        feedback[0]["comment"],
+        json!("the pool size was not the cause")
+    );
+    assert!(feedback[0]["principal"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("api:")));
+
     server.stop().await;
 
     // A new server process on the same store continues the investigation.
