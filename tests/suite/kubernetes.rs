@@ -207,6 +207,11 @@ async fn kubernetes_reads_granted_namespaces_only() {
     .expect("pods");
     let t = table_of(&out);
     assert_eq!(t.rows.len(), 1);
+    // Every result says how to check it at its source.
+    assert_eq!(
+        out.note.as_deref(),
+        Some("check at the source: kubectl --context prod -n payments get pods -l app=checkout -o wide")
+    );
     assert_eq!(t.rows[0][2], json!("1/2"));
     assert_eq!(t.rows[0][3], json!(7));
     let why = t.rows[0][4].as_str().unwrap_or("");
@@ -225,6 +230,13 @@ async fn kubernetes_reads_granted_namespaces_only() {
     )
     .await
     .expect("logs");
+    assert!(
+        out.note.as_deref().is_some_and(|n| n.ends_with(
+            "check at the source: kubectl --context prod -n payments logs checkout-7d9f-abc --tail=100 --timestamps"
+        )),
+        "{:?}",
+        out.note
+    );
     let Content::Json(v) = &out.content else {
         panic!("json")
     };
@@ -241,6 +253,10 @@ async fn kubernetes_reads_granted_namespaces_only() {
     let out = call(&h, "U_PAY", "rollouts", json!({"namespace": "payments"}))
         .await
         .expect("rollouts");
+    assert_eq!(
+        out.note.as_deref(),
+        Some("check at the source: kubectl --context prod -n payments get replicasets -o wide")
+    );
     let t = table_of(&out);
     let revisions: Vec<(Value, Value)> = t
         .rows

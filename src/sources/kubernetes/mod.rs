@@ -264,7 +264,8 @@ impl KubernetesSource {
         })
     }
 
-    fn cluster(&self, tool: &str, args: &Value, grant: &SourceGrant) -> Result<&Cluster> {
+    /// The context asked for (or the first granted) and its cluster.
+    fn cluster(&self, tool: &str, args: &Value, grant: &SourceGrant) -> Result<(&str, &Cluster)> {
         let asked = arg_opt_str(tool, args, "context")?;
         let allowed = |c: &str| {
             grant
@@ -277,7 +278,7 @@ impl KubernetesSource {
             None => self.clusters.iter().find(|(n, _)| allowed(n)),
         };
         match found {
-            Some((n, c)) if allowed(n) => Ok(c),
+            Some((n, c)) if allowed(n) => Ok((n.as_str(), c)),
             Some((n, _)) => Err(Error::Refused(format!(
                 "context `{n}` is outside your grant on `{}`",
                 self.name
@@ -384,12 +385,17 @@ impl KubernetesSource {
     ) -> Result<ToolOutput> {
         let tool = TOOL_PODS;
         reject_unknown_args(tool, args, &["namespace", "context", "label_selector"])?;
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let ns = self.namespace(tool, args, grant)?;
         let mut query = vec![("limit", LIST_LIMIT.to_string())];
-        if let Some(sel) = arg_opt_str(tool, args, "label_selector")? {
+        let mut check = vec!["-n", ns, "get", "pods"];
+        let selector = arg_opt_str(tool, args, "label_selector")?;
+        if let Some(sel) = selector {
             query.push(("labelSelector", sel.to_string()));
+            check.extend(["-l", sel]);
         }
+        check.extend(["-o", "wide"]);
+        let check = kubectl(context, &check);
         let path = format!("/api/v1/namespaces/{ns}/pods");
         let list = self.get_json(cluster, &path, &query, ctx.timeout).await?;
         let mut table = Table::new(vec![
@@ -444,7 +450,7 @@ impl KubernetesSource {
                 json!(text(pod, "/status/startTime")),
             ]);
         }
-        let note = cap_rows(&mut table);
+        let note = with_check(cap_rows(&mut table), &check);
         Ok(ToolOutput {
             statement: format!("GET {path}"),
             content: Content::Table(table),
@@ -461,12 +467,15 @@ impl KubernetesSource {
     ) -> Result<ToolOutput> {
         let tool = TOOL_EVENTS;
         reject_unknown_args(tool, args, &["namespace", "context", "warnings_only"])?;
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let ns = self.namespace(tool, args, grant)?;
         let mut query = vec![("limit", LIST_LIMIT.to_string())];
+        let mut check = vec!["-n", ns, "get", "events", "--sort-by=.lastTimestamp"];
         if args.get("warnings_only").and_then(Value::as_bool) == Some(true) {
             query.push(("fieldSelector", "type=Warning".into()));
+            check.push("--field-selector=type=Warning");
         }
+        let check = kubectl(context, &check);
         let path = format!("/api/v1/namespaces/{ns}/events");
         let list = self.get_json(cluster, &path, &query, ctx.timeout).await?;
         let mut rows: Vec<(String, Vec<Value>)> = items(&list)
@@ -508,7 +517,7 @@ impl KubernetesSource {
             column("message", "TEXT"),
         ]);
         table.rows = rows.into_iter().map(|(_, r)| r).collect();
-        let note = cap_rows(&mut table);
+        let note = with_check(cap_rows(&mut table), &check);
         Ok(ToolOutput {
             statement: format!("GET {path}"),
             content: Content::Table(table),
@@ -537,7 +546,7 @@ impl KubernetesSource {
                 "previous",
             ],
         )?;
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let ns = self.namespace(tool, args, grant)?;
         let pod = arg_str(tool, args, "pod")?;
         check_name(tool, "pod", pod)?;
@@ -549,14 +558,26 @@ impl KubernetesSource {
             ("timestamps", "true".to_string()),
             ("limitBytes", MAX_RESPONSE_BYTES.to_string()),
         ];
-        if let Some(c) = arg_opt_str(tool, args, "container")? {
+        let tail_flag = format!("--tail={tail}");
+        let mut check = vec!["-n", ns, "logs", pod];
+        let container = arg_opt_str(tool, args, "container")?;
+        if let Some(c) = container {
             check_name(tool, "container", c)?;
             query.push(("container", c.to_string()));
+            check.extend(["-c", c]);
         }
-        if let Some(s) = arg_opt_u64(tool, args, "since_seconds")? {
-            query.push(("sinceSeconds", s.max(1).to_string()));
+        check.extend([tail_flag.as_str(), "--timestamps"]);
+        let since_flag = arg_opt_u64(tool, args, "since_seconds")?
+            .map(|s| {
+                query.push(("sinceSeconds", s.max(1).to_string()));
+                format!("--since={}s", s.max(1))
+            })
+            .unwrap_or_default();
+        if !since_flag.is_empty() {
+            check.push(&since_flag);
         }
         if args.get("previous").and_then(Value::as_bool) == Some(true) {
+            check.push("--previous");
             query.push(("previous", "true".into()));
         }
         let path = format!("/api/v1/namespaces/{ns}/pods/{pod}/log");
@@ -580,9 +601,12 @@ impl KubernetesSource {
         Ok(ToolOutput {
             statement: format!("GET {path} tailLines={tail}"),
             content: Content::Json(log_hits_json(&rows, total, true)),
-            note: (total >= tail).then(|| {
-                format!("the last {tail} lines; older lines exist (raise tail_lines, at most {MAX_TAIL_LINES})")
-            }),
+            note: with_check(
+                (total >= tail).then(|| {
+                    format!("the last {tail} lines; older lines exist (raise tail_lines, at most {MAX_TAIL_LINES})")
+                }),
+                &kubectl(context, &check),
+            ),
             attachments: Vec::new(),
         })
     }
@@ -595,7 +619,7 @@ impl KubernetesSource {
     ) -> Result<ToolOutput> {
         let tool = TOOL_ROLLOUTS;
         reject_unknown_args(tool, args, &["namespace", "context", "deployment"])?;
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let ns = self.namespace(tool, args, grant)?;
         let only = arg_opt_str(tool, args, "deployment")?;
         let query = [("limit", LIST_LIMIT.to_string())];
@@ -692,7 +716,12 @@ impl KubernetesSource {
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         table.rows = rows.into_iter().map(|(_, _, r)| r).collect();
-        let note = cap_rows(&mut table);
+        let target = only.map(|d| format!("deployment/{d}"));
+        let check = match &target {
+            Some(target) => kubectl(context, &["-n", ns, "rollout", "history", target]),
+            None => kubectl(context, &["-n", ns, "get", "replicasets", "-o", "wide"]),
+        };
+        let note = with_check(cap_rows(&mut table), &check);
         Ok(ToolOutput {
             statement: format!("GET /apis/apps/v1/namespaces/{ns}/deployments, replicasets"),
             content: Content::Table(table),
@@ -709,7 +738,7 @@ impl KubernetesSource {
     ) -> Result<ToolOutput> {
         let tool = TOOL_HPA;
         reject_unknown_args(tool, args, &["namespace", "context"])?;
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let ns = self.namespace(tool, args, grant)?;
         let path = format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers");
         let list = self
@@ -764,7 +793,10 @@ impl KubernetesSource {
                 json!(conditions.join("; ")),
             ]);
         }
-        let note = cap_rows(&mut table);
+        let note = with_check(
+            cap_rows(&mut table),
+            &kubectl(context, &["-n", ns, "get", "hpa"]),
+        );
         Ok(ToolOutput {
             statement: format!("GET {path}"),
             content: Content::Table(table),
@@ -786,7 +818,7 @@ impl KubernetesSource {
                 "nodes are cluster-wide; your grant is limited to namespaces".into(),
             ));
         }
-        let cluster = self.cluster(tool, args, grant)?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
         let list = self
             .get_json(
                 cluster,
@@ -830,7 +862,10 @@ impl KubernetesSource {
                 json!(text(n, "/status/nodeInfo/kubeletVersion")),
             ]);
         }
-        let note = cap_rows(&mut table);
+        let note = with_check(
+            cap_rows(&mut table),
+            &kubectl(context, &["describe", "nodes"]),
+        );
         Ok(ToolOutput {
             statement: "GET /api/v1/nodes".into(),
             content: Content::Table(table),
@@ -838,6 +873,37 @@ impl KubernetesSource {
             attachments: Vec::new(),
         })
     }
+}
+
+/// The kubectl command that shows the same thing, so a person can check the
+/// evidence at its source; arguments are quoted for a POSIX shell.
+fn kubectl(context: &str, args: &[&str]) -> String {
+    let mut command = String::from("kubectl");
+    for arg in ["--context", context].iter().chain(args) {
+        command.push(' ');
+        command.push_str(&shell_quote(arg));
+    }
+    command
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '=' | ':' | ',' | '@')
+        });
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// The note of a result with the command to check it at its source appended.
+fn with_check(note: Option<String>, command: &str) -> Option<String> {
+    Some(match note {
+        Some(note) => format!("{note}; check at the source: {command}"),
+        None => format!("check at the source: {command}"),
+    })
 }
 
 fn expand(path: &str, base: &Path) -> PathBuf {
@@ -1054,5 +1120,39 @@ impl Source for KubernetesSource {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_commands_quote_what_a_shell_would_split() {
+        assert_eq!(
+            kubectl(
+                "prod",
+                &[
+                    "-n",
+                    "payments",
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=checkout,tier!=db"
+                ]
+            ),
+            "kubectl --context prod -n payments get pods -l 'app=checkout,tier!=db'"
+        );
+        assert_eq!(
+            kubectl("prod", &["-l", "app in (a, b)"]),
+            "kubectl --context prod -l 'app in (a, b)'"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(
+            with_check(Some("capped".into()), "kubectl get pods").as_deref(),
+            Some("capped; check at the source: kubectl get pods")
+        );
     }
 }
