@@ -20,21 +20,21 @@ use serde_json::{json, Value};
 
 use super::common::{parse_config, Harness};
 
-const API_KEY: &str = "dd-api-secret-123";
-const APP_KEY: &str = "dd-app-secret-456";
+pub(super) const API_KEY: &str = "dd-api-secret-123";
+pub(super) const APP_KEY: &str = "dd-app-secret-456";
 
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// (path, query text) of every request.
-    requests: Vec<(String, String)>,
-    violations: Vec<String>,
+    pub(super) requests: Vec<(String, String)>,
+    pub(super) violations: Vec<String>,
     throttle: u32,
     throttled: u32,
 }
 
-type Shared = Arc<Mutex<Seen>>;
+pub(super) type Shared = Arc<Mutex<Seen>>;
 
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Seen> {
+pub(super) fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Seen> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -281,7 +281,7 @@ async fn monitors(State(seen): State<Shared>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn start() -> (Shared, String) {
+pub(super) async fn start() -> (Shared, String) {
     let seen: Shared = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new()
         .route("/api/v1/validate", get(validate))

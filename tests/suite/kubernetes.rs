@@ -20,14 +20,14 @@ use serde_json::{json, Value};
 use super::common::{parse_config, Harness};
 
 #[derive(Default)]
-struct Seen {
-    requests: Vec<String>,
-    violations: Vec<String>,
+pub(super) struct Seen {
+    pub(super) requests: Vec<String>,
+    pub(super) violations: Vec<String>,
 }
 
-type Shared = Arc<Mutex<Seen>>;
+pub(super) type Shared = Arc<Mutex<Seen>>;
 
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Seen> {
+pub(super) fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Seen> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -127,7 +127,7 @@ async fn api(
     }
 }
 
-async fn start() -> (Shared, String) {
+pub(super) async fn start() -> (Shared, String) {
     let seen: Shared = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new().fallback(api).with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -138,6 +138,16 @@ async fn start() -> (Shared, String) {
         let _ = axum::serve(listener, app).await;
     });
     (seen, format!("http://{addr}"))
+}
+
+/// A kubeconfig with contexts `prod` and `staging` (bearer tokens) on the fake.
+pub(super) fn write_kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster:\n    server: {url}\n- name: staging\n  cluster:\n    server: {url}\nusers:\n- name: prod-reader\n  user:\n    token: prod-token\n- name: staging-reader\n  user:\n    token: staging-token\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod-reader\n- name: staging\n  context:\n    cluster: staging\n    user: staging-reader\n"
+    );
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, kubeconfig).expect("write");
+    path
 }
 
 const SQUADS: &str = r#"
@@ -174,11 +184,7 @@ fn table_of(output: &ToolOutput) -> &investigator::evidence::Table {
 async fn kubernetes_reads_granted_namespaces_only() {
     let (seen, url) = start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster:\n    server: {url}\n- name: staging\n  cluster:\n    server: {url}\nusers:\n- name: prod-reader\n  user:\n    token: prod-token\n- name: staging-reader\n  user:\n    token: staging-token\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod-reader\n- name: staging\n  context:\n    cluster: staging\n    user: staging-reader\n"
-    );
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, kubeconfig).expect("write");
+    let path = write_kubeconfig(dir.path(), &url);
     let sources = format!(
         "data_sources:\n  kubernetes:\n    name: k8s\n    kubeconfig_path: \"{}\"\n    contexts: [prod, staging]\n",
         path.display()

@@ -9,6 +9,7 @@ mod engine;
 mod fake_anthropic;
 mod fake_slack;
 mod investigate;
+mod join;
 mod kubernetes;
 mod llm_anthropic;
 mod logfile;
