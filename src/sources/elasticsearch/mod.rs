@@ -30,8 +30,9 @@ use super::{
 use crate::access::SourceGrant;
 use crate::config::{ElasticsearchConfig, HumanDuration, Secret, SourceEntry, SourceSpec};
 use crate::evidence::metrics::{self, Series};
+use crate::evidence::patterns::{Drain, DrainConfig};
 use crate::evidence::{Attachment, Column, Content, Table};
-use crate::sources::logfile::{template, wildcard_match};
+use crate::sources::logfile::wildcard_match;
 
 pub use query::{within, Filters};
 
@@ -723,18 +724,25 @@ pub(crate) fn log_hits_json(rows: &[LogRow], total: u64, exact: bool) -> Value {
         example: String,
         services: BTreeMap<String, u64>,
     }
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for row in rows {
-        let g = groups
-            .entry(template(&row.message))
-            .or_insert_with(|| Group {
-                count: 0,
-                first: row.timestamp.clone(),
-                last: row.timestamp.clone(),
-                levels: BTreeMap::new(),
-                example: row.message.chars().take(500).collect(),
-                services: BTreeMap::new(),
-            });
+    // A Drain parse tree, as for log files: templates learn which tokens vary
+    // across the hits, so ids, counts and hosts become <*>.
+    let mut drain = Drain::new(DrainConfig {
+        track_parameters: false,
+        max_examples: 0,
+        ..DrainConfig::default()
+    });
+    let ids: Vec<usize> = rows.iter().map(|row| drain.add(&row.message)).collect();
+    // By final group (groups whose templates became equal merged meanwhile).
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    for (row, id) in rows.iter().zip(ids) {
+        let g = groups.entry(drain.resolve(id)).or_insert_with(|| Group {
+            count: 0,
+            first: row.timestamp.clone(),
+            last: row.timestamp.clone(),
+            levels: BTreeMap::new(),
+            example: row.message.chars().take(500).collect(),
+            services: BTreeMap::new(),
+        });
         g.count += 1;
         // RFC 3339 strings in one format compare in time order.
         if row.timestamp < g.first {
@@ -746,7 +754,10 @@ pub(crate) fn log_hits_json(rows: &[LogRow], total: u64, exact: bool) -> Value {
         *g.levels.entry(row.level.clone()).or_default() += 1;
         *g.services.entry(row.service.clone()).or_default() += 1;
     }
-    let mut patterns: Vec<(String, Group)> = groups.into_iter().collect();
+    let mut patterns: Vec<(String, Group)> = groups
+        .into_iter()
+        .map(|(id, g)| (drain.template(id), g))
+        .collect();
     patterns.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
     json!({
         "kind": "log_hits",
@@ -1047,4 +1058,75 @@ impl Source for ElasticsearchSource {
 /// Whether `text` matches the glob `pattern` (re-exported for the query module).
 fn glob(pattern: &str, text: &str) -> bool {
     wildcard_match(pattern, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize, message: String) -> LogRow {
+        LogRow {
+            timestamp: format!("2024-05-01T10:{:02}:00Z", i % 60),
+            level: if message.contains("ERROR") {
+                "error"
+            } else {
+                "info"
+            }
+            .into(),
+            service: "checkout".into(),
+            message,
+            index: "logs-1".into(),
+        }
+    }
+
+    /// Hits are grouped by Drain: words that vary between hits of one event (user
+    /// names here) become `<*>`, and a rare error keeps its own template and count.
+    #[test]
+    fn hits_are_grouped_by_drain_templates() {
+        let users = ["alice", "bob", "carol", "dave"];
+        let mut rows: Vec<LogRow> = (0..400)
+            .map(|i| {
+                row(
+                    i,
+                    format!(
+                        "session opened for user {} from 10.0.{}.{}",
+                        users[i % 4],
+                        i % 7,
+                        i % 250
+                    ),
+                )
+            })
+            .collect();
+        rows.push(row(
+            401,
+            "ERROR HikariPool-1 - Connection is not available, request timed out after 30000ms"
+                .into(),
+        ));
+        let value = log_hits_json(&rows, 401, true);
+        let patterns = value["patterns"].as_array().expect("patterns");
+        let summary: Vec<(String, u64)> = patterns
+            .iter()
+            .map(|p| {
+                (
+                    p["template"].as_str().unwrap_or("").to_string(),
+                    p["count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("session opened for user <*> from <*>".to_string(), 400),
+                (
+                    "ERROR HikariPool-<*> - Connection is not available, request timed out after <*>"
+                        .to_string(),
+                    1
+                ),
+            ]
+        );
+        assert_eq!(patterns[0]["first"], json!("2024-05-01T10:00:00Z"));
+        assert_eq!(patterns[0]["last"], json!("2024-05-01T10:59:00Z"));
+        assert_eq!(patterns[1]["levels"], json!({"error": 1}));
+        assert_eq!(value["hits"].as_array().map(Vec::len), Some(401));
+    }
 }
