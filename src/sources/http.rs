@@ -28,3 +28,26 @@ pub async fn read_capped(
     }
     Ok(body)
 }
+
+/// A request that got no response, said in a way a person (or the model) can act
+/// on: reqwest's own message ("error sending request for url …") plus the root
+/// cause, and for a certificate that is not trusted, how to trust it.
+pub fn send_failure(err: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    let certificate = causes
+        .iter()
+        .any(|c| c.contains("certificate") || c.contains("UnknownIssuer"));
+    match causes.last() {
+        _ if certificate => format!(
+            "{err}: the server's TLS certificate is not trusted ({}); configure the CA that signed it (`ca_cert`, or the kubeconfig's certificate-authority)",
+            causes.last().map(String::as_str).unwrap_or("unknown issuer")
+        ),
+        Some(root) => format!("{err}: {root}"),
+        None => err.to_string(),
+    }
+}

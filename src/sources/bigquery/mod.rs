@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
+use super::http::send_failure;
 use super::prometheus::column;
 use super::{
     arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
@@ -246,7 +247,7 @@ impl BigQuerySource {
             if e.is_timeout() {
                 Error::Timeout(timeout)
             } else {
-                Error::Unavailable(format!("bigquery `{}`: {e}", self.name))
+                Error::Unavailable(format!("bigquery `{}`: {}", self.name, send_failure(&e)))
             }
         })?;
         let status = response.status();

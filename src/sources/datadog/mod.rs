@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::elasticsearch::{log_hits_json, LogRow};
+use super::http::send_failure;
 use super::prometheus::{cap_rows, chart, column, props, time_props, time_range};
 use super::{
     arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
@@ -185,7 +186,7 @@ impl DatadogSource {
                     Error::Timeout(timeout)
                 } else {
                     // The URL holds no secret: the keys travel in headers.
-                    Error::Unavailable(format!("datadog `{}`: {e}", self.name))
+                    Error::Unavailable(format!("datadog `{}`: {}", self.name, send_failure(&e)))
                 }
             })?;
             let status = response.status();

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Map, Value};
 
+use super::http::send_failure;
 use super::{
     arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
     Health, Result, Source, ToolOutput, ToolSpec,
@@ -327,7 +328,7 @@ impl ElasticsearchSource {
                     Err(e) if e.is_timeout() => return Err(Error::Timeout(timeout)),
                     Err(e) => {
                         // Connection-level failure: try the next host.
-                        last_error = Some(format!("{host}: {e}"));
+                        last_error = Some(format!("{host}: {}", send_failure(&e)));
                         break;
                     }
                 };
@@ -985,7 +986,7 @@ impl Source for ElasticsearchSource {
         let result = match request.send().await {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
             Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(send_failure(&e)),
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         match result {

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::elasticsearch::{log_hits_json, LogRow};
+use super::http::send_failure;
 use super::prometheus::{cap_rows, column};
 use super::{
     arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
@@ -339,7 +340,7 @@ impl KubernetesSource {
             if e.is_timeout() {
                 Error::Timeout(timeout)
             } else {
-                Error::Unavailable(format!("kubernetes `{}`: {e}", self.name))
+                Error::Unavailable(format!("kubernetes `{}`: {}", self.name, send_failure(&e)))
             }
         })?;
         let status = response.status();

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
+use super::http::send_failure;
 use super::prometheus::{cap_rows, chart, column, props, time_props, time_range};
 use super::{
     arg_opt_str, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
@@ -133,7 +134,11 @@ impl NewRelicSource {
                         Error::Timeout(timeout)
                     } else {
                         // The key travels in a header; the URL holds none.
-                        Error::Unavailable(format!("newrelic `{}`: {e}", self.name))
+                        Error::Unavailable(format!(
+                            "newrelic `{}`: {}",
+                            self.name,
+                            send_failure(&e)
+                        ))
                     }
                 })?;
             let status = response.status();

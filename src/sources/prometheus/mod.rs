@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Map, Value};
 
+use super::http::send_failure;
 use super::{
     arg_opt_str, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
     Source, ToolOutput, ToolSpec,
@@ -186,7 +187,7 @@ impl PrometheusSource {
                 Error::Timeout(timeout)
             } else {
                 // reqwest errors name the URL, which holds no secret (auth is in headers).
-                Error::Unavailable(format!("prometheus `{}`: {e}", self.name))
+                Error::Unavailable(format!("prometheus `{}`: {}", self.name, send_failure(&e)))
             }
         })?;
         let status = response.status();
