@@ -315,8 +315,12 @@ squads:
 "#;
 
 fn sources(url: &str, api_key: &str) -> String {
+    sources_with(url, api_key, APP_KEY)
+}
+
+fn sources_with(url: &str, api_key: &str, app_key: &str) -> String {
     format!(
-        "data_sources:\n  apm:\n    datadog:\n      api_key: {api_key}\n      app_key: {APP_KEY}\n      app_id: checkout,billing\n      site: datadoghq.eu\n      base_url: \"{url}\"\n"
+        "data_sources:\n  apm:\n    datadog:\n      api_key: {api_key}\n      app_key: {app_key}\n      app_id: checkout,billing\n      site: datadoghq.eu\n      base_url: \"{url}\"\n"
     )
 }
 
@@ -343,6 +347,7 @@ async fn datadog_logs_metrics_monitors_scoped_by_service() {
     let h = Harness::new(parse_config(&sources(&url, API_KEY), SQUADS)).await;
     let health = h.source("datadog").health().await;
     assert!(health.ok, "{health:?}");
+    assert_eq!(health.detail, "Datadog API and application keys valid");
 
     // Logs: 1200 of checkout's events in two pages (1000 + 200), wrapped in the
     // service filter, after one 429 waited out.
@@ -530,4 +535,24 @@ async fn datadog_bad_key_is_unhealthy_and_never_shown() {
         .expect_err("refused");
     assert!(!err.to_string().contains("wrong-key-789"));
     assert!(!err.to_string().contains(APP_KEY));
+}
+
+/// `/api/v1/validate` accepts any valid API key; the health check also makes one
+/// request that needs the application key, so a wrong one shows before a question.
+#[tokio::test]
+async fn datadog_wrong_application_key_is_unhealthy_and_never_shown() {
+    let (_seen, url) = start().await;
+    let h = Harness::new(parse_config(
+        &sources_with(&url, API_KEY, "wrong-app-key-000"),
+        SQUADS,
+    ))
+    .await;
+    let health = h.source("datadog").health().await;
+    assert!(!health.ok, "{health:?}");
+    assert!(
+        health.detail.contains("application key") && health.detail.contains("403"),
+        "{health:?}"
+    );
+    assert!(!health.detail.contains("wrong-app-key-000"));
+    assert!(!health.detail.contains(API_KEY));
 }

@@ -832,15 +832,38 @@ impl Source for DatadogSource {
         let result = self.send(request, Duration::from_secs(10)).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(body) if body.get("valid").and_then(Value::as_bool) == Some(true) => Health {
-                ok: true,
-                detail: if self.app_key.is_some() {
-                    "Datadog API key valid".into()
-                } else {
-                    "Datadog API key valid; no app_key, so queries will be refused".into()
-                },
-                latency_ms,
-            },
+            Ok(body) if body.get("valid").and_then(Value::as_bool) == Some(true) => {
+                if self.app_key.is_none() {
+                    return Health {
+                        ok: false,
+                        detail: "Datadog API key valid; no app_key, so queries will be refused"
+                            .into(),
+                        latency_ms,
+                    };
+                }
+                // validate checks the API key only; listing one monitor needs both keys
+                // (and the monitors_read scope the monitors tool uses anyway).
+                let check = self
+                    .http
+                    .get(format!("{}/api/v1/monitor", self.api))
+                    .query(&[("page", "0"), ("page_size", "1")]);
+                let checked = self.send(check, Duration::from_secs(10)).await;
+                let latency_ms = started.elapsed().as_millis() as u64;
+                match checked {
+                    Ok(_) => Health {
+                        ok: true,
+                        detail: "Datadog API and application keys valid".into(),
+                        latency_ms,
+                    },
+                    Err(err) => Health {
+                        ok: false,
+                        detail: format!(
+                            "Datadog API key valid, but a query with the application key failed: {err}"
+                        ),
+                        latency_ms,
+                    },
+                }
+            }
             Ok(_) => Health {
                 ok: false,
                 detail: "Datadog says the API key is not valid".into(),
