@@ -1,6 +1,6 @@
 //! The BigQuery source against an in-process fake of the REST API v2 and the
 //! OAuth2 token endpoint: a service-account key file signs an RS256 JWT that the
-//! fake checks (grant type, claims, signature shape) before it issues a token;
+//! fake checks (grant type, claims, freshness, the RS256 signature against the key) before it issues a token;
 //! every API call must carry that bearer token. The dry run (`jobs.insert` with
 //! `dryRun`) reports the statement type, referenced tables and bytes, the query
 //! (`jobs.query`) answers a first page and `getQueryResults` the rest, and errors
@@ -69,6 +69,20 @@ fn authorised(seen: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// The public half of TEST_ONLY_KEY (RSAPublicKey DER, as ring verifies it).
+fn test_public_key() -> Vec<u8> {
+    let body: String = TEST_ONLY_KEY
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("test key base64");
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("test key");
+    use ring::signature::KeyPair;
+    pair.public_key().as_ref().to_vec()
+}
+
 async fn token(State(seen): State<Shared>, body: Bytes) -> Response {
     let text = String::from_utf8_lossy(&body);
     let form: HashMap<String, String> = reqwest::Url::parse(&format!("http://form/?{text}"))
@@ -92,14 +106,44 @@ async fn token(State(seen): State<Shared>, body: Bytes) -> Response {
         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|b: Vec<u8>| serde_json::from_slice::<Value>(&b).ok())
         .unwrap_or(Value::Null);
-    let signature_len = parts
+    let header: Value = parts
+        .first()
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|b: Vec<u8>| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    let signature = parts
         .get(2)
         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .map(|b| b.len());
+        .unwrap_or_default();
+    // Google checks the RS256 signature with the service account's public key.
+    let signed = format!(
+        "{}.{}",
+        parts.first().copied().unwrap_or(""),
+        parts.get(1).copied().unwrap_or("")
+    );
+    let verified = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        test_public_key(),
+    )
+    .verify(signed.as_bytes(), &signature)
+    .is_ok();
+    let now = chrono::Utc::now().timestamp();
+    let fresh = claims["iat"]
+        .as_i64()
+        .is_some_and(|iat| (iat - now).abs() < 120)
+        && claims["exp"]
+            .as_i64()
+            .zip(claims["iat"].as_i64())
+            .is_some_and(|(exp, iat)| exp > iat && exp - iat <= 3600);
     if parts.len() != 3
+        || header["alg"] != "RS256"
         || claims["iss"] != "reader@proj.iam.gserviceaccount.com"
         || claims["scope"] != "https://www.googleapis.com/auth/bigquery.readonly"
-        || signature_len != Some(256)
+        || !claims["aud"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/token"))
+        || !fresh
+        || !verified
     {
         s.violations.push(format!("assertion claims {claims}"));
         return (
@@ -519,4 +563,33 @@ async fn bigquery_dry_run_caps_grants_and_pages() {
         "{:?}",
         lock(&seen).violations
     );
+}
+
+/// The fake is as strict as Google's token endpoint: a well-formed assertion whose
+/// signature was not made with the service account's key is refused.
+#[tokio::test]
+async fn the_fake_token_endpoint_refuses_a_forged_signature() {
+    let (seen, url) = start().await;
+    let now = chrono::Utc::now().timestamp();
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(
+        json!({
+            "iss": "reader@proj.iam.gserviceaccount.com",
+            "scope": "https://www.googleapis.com/auth/bigquery.readonly",
+            "aud": format!("{url}/token"), "iat": now, "exp": now + 3600
+        })
+        .to_string(),
+    );
+    let forged = format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]));
+    let response = reqwest::Client::new()
+        .post(format!("{url}/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", forged.as_str()),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(lock(&seen).tokens_issued, 0);
 }
