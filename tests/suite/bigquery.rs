@@ -366,6 +366,22 @@ squads:
       - source: warehouse
 "#;
 
+/// sources.yaml with the `warehouse` BigQuery source on the fake, its service
+/// account key written in `dir`.
+fn warehouse(url: &str, dir: &std::path::Path) -> String {
+    let key_path = dir.join("sa.json");
+    let key = json!({
+        "type": "service_account", "project_id": "proj", "private_key_id": "k1",
+        "private_key": TEST_ONLY_KEY, "client_email": "reader@proj.iam.gserviceaccount.com",
+        "token_uri": format!("{url}/token")
+    });
+    std::fs::write(&key_path, key.to_string()).expect("write key");
+    format!(
+        "data_sources:\n  bigquery:\n    name: warehouse\n    project_id: proj\n    credentials_path: \"{}\"\n    location: EU\n    datasets: [payments, marketing]\n    max_bytes_billed: 1000000000\n    base_url: \"{url}\"\n",
+        key_path.display()
+    )
+}
+
 async fn call(h: &Harness, user: &str, tool: &str, args: Value) -> Result<ToolOutput, CallError> {
     h.gate
         .call(
@@ -390,18 +406,7 @@ fn table_of(output: &ToolOutput) -> &investigator::evidence::Table {
 async fn bigquery_dry_run_caps_grants_and_pages() {
     let (seen, url) = start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_path = dir.path().join("sa.json");
-    let key = json!({
-        "type": "service_account", "project_id": "proj", "private_key_id": "k1",
-        "private_key": TEST_ONLY_KEY, "client_email": "reader@proj.iam.gserviceaccount.com",
-        "token_uri": format!("{url}/token")
-    });
-    std::fs::write(&key_path, key.to_string()).expect("write key");
-    let sources = format!(
-        "data_sources:\n  bigquery:\n    name: warehouse\n    project_id: proj\n    credentials_path: \"{}\"\n    location: EU\n    datasets: [payments, marketing]\n    max_bytes_billed: 1000000000\n    base_url: \"{url}\"\n",
-        key_path.display()
-    );
-    let h = Harness::new(parse_config(&sources, SQUADS)).await;
+    let h = Harness::new(parse_config(&warehouse(&url, dir.path()), SQUADS)).await;
     let health = h.source("warehouse").health().await;
     assert!(health.ok, "{health:?}");
 
@@ -592,4 +597,85 @@ async fn the_fake_token_endpoint_refuses_a_forged_signature() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(lock(&seen).tokens_issued, 0);
+}
+
+/// The query agent (`/api/v1/query-agent`'s engine) on BigQuery: Claude (the fake
+/// Messages API) is shown the granted dataset's schema only, its SQL is dry-run,
+/// capped and run; SQL over a dataset outside the grant is refused before any job.
+#[tokio::test]
+async fn query_agent_writes_bigquery_sql_from_the_granted_schema() {
+    use investigator::app::App;
+    use investigator::config::Secret;
+    use investigator::engine::{EngineSettings, Gate, SystemClock};
+    use investigator::llm::anthropic::{AnthropicConfig, AnthropicModel};
+    use investigator::store::Store;
+
+    use super::fake_anthropic::{FakeAnthropic, Scripted};
+
+    let (seen, url) = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = parse_config(&warehouse(&url, dir.path()), SQUADS);
+    let h = Harness::new(config.clone()).await;
+    let claude = FakeAnthropic::start(vec![
+        Scripted::tool_use(&[(
+            "q1",
+            "run_sql",
+            json!({"sql": "SELECT id, status FROM payments.orders WHERE status = 'declined'",
+                   "explanation": "Declined orders."}),
+        )]),
+        Scripted::tool_use(&[(
+            "q2",
+            "run_sql",
+            json!({"sql": "SELECT * FROM marketing.campaigns", "explanation": "Campaigns."}),
+        )]),
+    ])
+    .await;
+    let mut settings = AnthropicConfig::new(Secret::new(FakeAnthropic::DEFAULT_KEY));
+    settings.base_url = claude.base_url();
+    let model = AnthropicModel::new(settings).expect("client");
+    let app = App::from_parts(
+        config,
+        Gate::new(
+            h.gate.sources().clone(),
+            Store::open_in_memory().await.expect("store"),
+        ),
+        std::sync::Arc::new(model),
+        std::sync::Arc::new(SystemClock),
+        EngineSettings::default(),
+    );
+    let access = h.access("U_PAY");
+
+    let answer = app
+        .query_agent(&access, "warehouse", "Which orders were declined?")
+        .await
+        .expect("answer");
+    assert_eq!(answer["explanation"], json!("Declined orders."));
+    assert!(answer.get("error").is_none(), "{answer}");
+    let rows = answer["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "{answer}");
+    assert_eq!(answer["columns"], json!(["id", "status"]));
+    let system = claude.requests()[0]["system"].to_string();
+    assert!(system.contains("payments.orders"), "{system}");
+    assert!(!system.contains("marketing"), "{system}");
+    {
+        let s = lock(&seen);
+        assert_eq!(s.dry_runs.len(), 1, "dry run first");
+        let q = s.queries.last().expect("jobs.query");
+        assert_eq!(q["maximumBytesBilled"], "1000000000");
+    }
+
+    let queries_before = lock(&seen).queries.len();
+    let refused = app
+        .query_agent(&access, "warehouse", "Show me the marketing campaigns")
+        .await
+        .expect("answer");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(error.contains("outside your grant"), "{refused}");
+    assert_eq!(refused["rows"], json!([]));
+    assert_eq!(lock(&seen).queries.len(), queries_before, "no job ran");
+    assert!(
+        lock(&seen).violations.is_empty(),
+        "{:?}",
+        lock(&seen).violations
+    );
 }
