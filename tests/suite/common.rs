@@ -183,3 +183,68 @@ macro_rules! on_both_stores {
         )*
     };
 }
+
+/// The test-only TLS material in tests/fixtures/tls.
+pub fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls")).join(name)
+}
+
+/// HTTPS in front of a plain fake: a certificate for localhost from the private CA
+/// in tests/fixtures/tls; with `client_certs`, a client certificate from that CA is
+/// required too. The TLS is terminated here and the bytes relayed to `plain_url`.
+pub async fn tls_front(plain_url: &str, client_certs: bool) -> String {
+    use std::sync::Arc as StdArc;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::server::WebPkiClientVerifier;
+    use tokio_rustls::rustls::{crypto::ring, RootCertStore, ServerConfig};
+
+    let provider = StdArc::new(ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(tls_fixture("server.pem"))
+            .expect("server.pem")
+            .collect::<Result<_, _>>()
+            .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("server.key")).expect("server.key");
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocols");
+    let builder = if client_certs {
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(tls_fixture("ca.pem")).expect("ca.pem") {
+            roots.add(ca.expect("ca")).expect("root");
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(StdArc::new(roots), provider)
+            .build()
+            .expect("client verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder.with_single_cert(certs, key).expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
+    let backend = plain_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate (or has none) ends the handshake.
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}

@@ -824,61 +824,15 @@ async fn evidence_reaches_the_model_compact_and_cited_with_charts() {
     );
 }
 
-/// HTTPS in front of the fake, with a certificate from the private CA in
-/// tests/fixtures/tls: the TLS is terminated here and the bytes relayed.
-async fn tls_front(plain_url: &str) -> String {
-    use std::sync::Arc as StdArc;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls::{crypto::ring, ServerConfig};
-
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
-        .expect("server.pem")
-        .collect::<Result<_, _>>()
-        .expect("certificates");
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
-    let config = ServerConfig::builder_with_provider(StdArc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
-    let backend = plain_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let backend = backend.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: fine.
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                if let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await {
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                }
-            });
-        }
-    });
-    format!("https://localhost:{port}")
-}
-
 /// `ca_cert` makes a private CA trusted; without it the same server is refused
 /// (not by an insecure fallback), and the model is told so in one line without
 /// TLS internals.
 #[tokio::test]
 async fn tls_with_a_custom_ca() {
     let (fake, url) = start(Flavor::Es8, "ApiKey k").await;
-    let https = tls_front(&url).await;
-    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    let https = super::common::tls_front(&url, false).await;
+    let ca = super::common::tls_fixture("ca.pem");
+    let ca = ca.display();
 
     let trusted = sources(
         "elasticsearch",

@@ -360,3 +360,78 @@ async fn kubernetes_reads_granted_namespaces_only() {
         lock(&seen).violations
     );
 }
+
+/// A kubeconfig as kubeadm, kind or minikube write it: the cluster's private CA
+/// (inline or as a file) and a client certificate (inline `-data` or file paths),
+/// against an API server that requires a client certificate from that CA.
+#[tokio::test]
+async fn kubernetes_over_mutual_tls_with_the_kubeconfig_ca_and_client_certificate() {
+    use super::common::{tls_fixture, tls_front};
+    use base64::Engine as _;
+
+    let (seen, url) = start().await;
+    let https = tls_front(&url, true).await;
+    let b64 = |name: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(tls_fixture(name)).expect("fixture"))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: inline\n  cluster:\n    server: {https}\n    certificate-authority-data: {ca}\n- name: files\n  cluster:\n    server: {https}\n    certificate-authority: {ca_file}\nusers:\n- name: inline-cert\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n    token: prod-token\n- name: file-cert\n  user:\n    client-certificate: {cert_file}\n    client-key: {key_file}\n    token: staging-token\n- name: no-cert\n  user:\n    token: prod-token\ncontexts:\n- name: prod\n  context:\n    cluster: inline\n    user: inline-cert\n- name: staging\n  context:\n    cluster: files\n    user: file-cert\n- name: nocert\n  context:\n    cluster: inline\n    user: no-cert\n",
+        ca = b64("ca.pem"),
+        ca_file = tls_fixture("ca.pem").display(),
+        cert = b64("client.pem"),
+        key = b64("client.key"),
+        cert_file = tls_fixture("client.pem").display(),
+        key_file = tls_fixture("client.key").display(),
+    );
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig).expect("write");
+    let sources = format!(
+        "data_sources:\n  kubernetes:\n    name: k8s\n    kubeconfig_path: \"{}\"\n    contexts: [prod, staging, nocert]\n",
+        path.display()
+    );
+    let h = Harness::new(parse_config(&sources, SQUADS)).await;
+    let health = h.source("k8s").health().await;
+    assert!(
+        !health.ok,
+        "one context has no client certificate: {health:?}"
+    );
+    assert!(
+        health.detail.contains("prod: Kubernetes v1.30.2-prod"),
+        "{health:?}"
+    );
+    assert!(
+        health
+            .detail
+            .contains("staging: Kubernetes v1.30.2-staging"),
+        "{health:?}"
+    );
+
+    for context in ["prod", "staging"] {
+        let out = call(
+            &h,
+            "U_OPS",
+            "pods",
+            json!({"namespace": "payments", "context": context}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(table_of(&out).rows.len(), 1, "{context}");
+    }
+    let before = lock(&seen).requests.len();
+    let err = call(
+        &h,
+        "U_OPS",
+        "pods",
+        json!({"namespace": "payments", "context": "nocert"}),
+    )
+    .await
+    .expect_err("the server requires a client certificate");
+    assert!(
+        matches!(err, CallError::Source(SourceError::Unavailable(_))),
+        "{err}"
+    );
+    assert_eq!(lock(&seen).requests.len(), before, "nothing got through");
+    assert!(lock(&seen).violations.is_empty());
+}

@@ -111,6 +111,10 @@ struct UserEntry {
     cert_data: Option<String>,
     #[serde(rename = "client-key-data", default)]
     key_data: Option<String>,
+    #[serde(rename = "client-certificate", default)]
+    cert_file: Option<String>,
+    #[serde(rename = "client-key", default)]
+    key_file: Option<String>,
     #[serde(default)]
     exec: Option<serde_json::Value>,
 }
@@ -229,11 +233,21 @@ impl KubernetesSource {
                     ),
                     (None, None) => None,
                 };
-                let identity = match (&user.cert_data, &user.key_data) {
-                    (Some(cert), Some(key)) => {
-                        let mut pem = b64(cert).map_err(|m| fail(format!("client cert: {m}")))?;
+                // Inline (`-data`, base64) or a file path, as kubectl reads them.
+                let pem_of =
+                    |data: &Option<String>, file: &Option<String>, what: &str| match (data, file) {
+                        (Some(d), _) => b64(d).map(Some).map_err(|m| fail(format!("{what}: {m}"))),
+                        (None, Some(f)) => std::fs::read(expand(f, &dir))
+                            .map(Some)
+                            .map_err(|e| fail(format!("{what} file: {e}"))),
+                        (None, None) => Ok(None),
+                    };
+                let cert = pem_of(&user.cert_data, &user.cert_file, "client cert")?;
+                let key = pem_of(&user.key_data, &user.key_file, "client key")?;
+                let identity = match (cert, key) {
+                    (Some(mut pem), Some(key)) => {
                         pem.push(b'\n');
-                        pem.extend(b64(key).map_err(|m| fail(format!("client key: {m}")))?);
+                        pem.extend(key);
                         Some(pem)
                     }
                     (None, None) => None,
