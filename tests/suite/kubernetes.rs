@@ -435,3 +435,91 @@ async fn kubernetes_over_mutual_tls_with_the_kubeconfig_ca_and_client_certificat
     assert_eq!(lock(&seen).requests.len(), before, "nothing got through");
     assert!(lock(&seen).violations.is_empty());
 }
+
+/// `exec` credential plugins as EKS and GKE kubeconfigs use them: the command runs
+/// with its args, env and KUBERNETES_EXEC_INFO; its token is cached until shortly
+/// before it expires; a failing plugin is said in one line without its output.
+#[tokio::test]
+async fn kubernetes_exec_credential_plugins_give_cached_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (seen, url) = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("get-token.sh");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho \"$1\" >> \"$RUNS\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$RUNS.info\"\nif [ \"$1\" = fail ]; then echo 'secret-ish diagnostics' >&2; echo '{\"status\":{\"token\":\"leaked\"}}'; exit 3; fi\nprintf '{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"status\":{\"token\":\"%s\",\"expirationTimestamp\":\"%s\"}}' \"$TOKEN\" \"$UNTIL\"\n",
+    )
+    .expect("plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let runs = dir.path().join("runs");
+    let user = |name: &str, arg: &str, token: &str, until: &str| {
+        format!(
+            "- name: {name}\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: ./get-token.sh\n      args: [{arg}]\n      env:\n      - name: RUNS\n        value: {}\n      - name: TOKEN\n        value: {token}\n      - name: UNTIL\n        value: \"{until}\"\n      interactiveMode: Never\n",
+            runs.display()
+        )
+    };
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\nusers:\n{}{}{}contexts:\n- name: prod\n  context:\n    cluster: c\n    user: cached\n- name: staging\n  context:\n    cluster: c\n    user: expired\n- name: broken\n  context:\n    cluster: c\n    user: failing\n",
+        user("cached", "cached", "prod-token", "2099-01-01T00:00:00Z"),
+        user("expired", "expired", "staging-token", "2020-01-01T00:00:00Z"),
+        user("failing", "fail", "x", "2099-01-01T00:00:00Z"),
+    );
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig).expect("write");
+    let sources = format!(
+        "data_sources:\n  kubernetes:\n    name: k8s\n    kubeconfig_path: \"{}\"\n    contexts: [prod, staging, broken]\n",
+        path.display()
+    );
+    let h = Harness::new(parse_config(&sources, SQUADS)).await;
+    let runs_of = |arg: &str| {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == arg)
+            .count()
+    };
+    for context in ["prod", "prod", "staging", "staging"] {
+        let out = call(
+            &h,
+            "U_OPS",
+            "pods",
+            json!({"namespace": "payments", "context": context}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(table_of(&out).rows.len(), 1);
+    }
+    assert_eq!(runs_of("cached"), 1, "a valid token is reused");
+    assert_eq!(runs_of("expired"), 2, "an expired token is asked for again");
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs.info")).expect("exec info"),
+    )
+    .expect("json");
+    assert_eq!(info["kind"], "ExecCredential");
+    assert_eq!(info["spec"]["interactive"], false);
+
+    let err = call(
+        &h,
+        "U_OPS",
+        "pods",
+        json!({"namespace": "payments", "context": "broken"}),
+    )
+    .await
+    .expect_err("the plugin fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("exec credential plugin `./get-token.sh` failed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("leaked") && !text.contains("diagnostics"),
+        "{text}"
+    );
+    let requests = lock(&seen).requests.clone();
+    assert_eq!(
+        requests.len(),
+        4,
+        "the broken context sent nothing: {requests:?}"
+    );
+}

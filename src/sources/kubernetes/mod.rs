@@ -8,9 +8,12 @@
 //! namespace argument, and cluster-scoped reads (nodes) need an unscoped grant;
 //! a `contexts` grant picks which kubeconfig contexts a squad may use.
 //!
-//! Credentials: bearer tokens and client certificates from a kubeconfig, or the
-//! in-cluster service account (its token is re-read on every call, since the
-//! kubelet rotates it). `exec` credential plugins (EKS, GKE) are not supported.
+//! Credentials: bearer tokens, client certificates and `exec` credential plugins
+//! (EKS, GKE, kubelogin; see `exec.rs`) from a kubeconfig, or the in-cluster
+//! service account (its token is re-read on every call, since the kubelet rotates
+//! it).
+
+mod exec;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +74,8 @@ enum Token {
     Static(Secret),
     /// Re-read per call (projected service-account tokens rotate).
     File(PathBuf),
+    /// From a credential plugin, cached until it expires.
+    Exec(Box<exec::ExecPlugin>),
 }
 
 #[derive(Deserialize)]
@@ -116,7 +121,7 @@ struct UserEntry {
     #[serde(rename = "client-key", default)]
     key_file: Option<String>,
     #[serde(default)]
-    exec: Option<serde_json::Value>,
+    exec: Option<exec::ExecConfig>,
 }
 
 #[derive(Deserialize)]
@@ -220,11 +225,6 @@ impl KubernetesSource {
                     .map(|u| &u.value);
                 let default_user = UserEntry::default();
                 let user = user.unwrap_or(&default_user);
-                if user.exec.is_some() {
-                    return Err(fail(format!(
-                        "context `{context}` uses an exec credential plugin, which is not supported; use a service-account token"
-                    )));
-                }
                 let ca = match (&cluster.value.ca_data, &cluster.value.ca_file) {
                     (Some(data), _) => Some(b64(data).map_err(|m| fail(format!("CA data: {m}")))?),
                     (None, Some(file)) => Some(
@@ -255,10 +255,13 @@ impl KubernetesSource {
                         return Err(fail("client certificate and key must both be set".into()))
                     }
                 };
-                let token = match (&user.token, &user.token_file) {
-                    (Some(t), _) => Token::Static(Secret::new(t.clone())),
-                    (None, Some(f)) => Token::File(expand(f, &dir)),
-                    (None, None) => Token::None,
+                let token = match (&user.token, &user.token_file, &user.exec) {
+                    (Some(t), _, _) => Token::Static(Secret::new(t.clone())),
+                    (None, Some(f), _) => Token::File(expand(f, &dir)),
+                    (None, None, Some(plugin)) => {
+                        Token::Exec(Box::new(exec::ExecPlugin::new(plugin.clone(), &dir)))
+                    }
+                    (None, None, None) => Token::None,
                 };
                 clusters.push((
                     context.clone(),
@@ -348,6 +351,13 @@ impl KubernetesSource {
                     Error::Unavailable(format!("kubernetes `{}`: token file: {e}", self.name))
                 })?;
                 request = request.bearer_auth(t.trim());
+            }
+            Token::Exec(plugin) => {
+                let token = plugin
+                    .token()
+                    .await
+                    .map_err(|m| Error::Unavailable(format!("kubernetes `{}`: {m}", self.name)))?;
+                request = request.bearer_auth(token.expose());
             }
         }
         let response = request.send().await.map_err(|e| {
