@@ -474,6 +474,13 @@ async fn bigquery_dry_run_caps_grants_and_pages() {
     )
     .await
     .expect("query");
+    assert!(
+        out.note.as_deref().is_some_and(|n| n.contains(
+            "open in BigQuery: https://console.cloud.google.com/bigquery?project=proj&j=bq:EU:job_abc&page=queryresults"
+        )),
+        "{:?}",
+        out.note
+    );
     let t = table_of(&out);
     assert_eq!(t.rows.len(), 2200);
     assert_eq!(t.total_rows, Some(2500));

@@ -643,6 +643,15 @@ impl BigQuerySource {
         table.rows = rows;
         table.total_rows = total.or(Some(table.rows.len() as u64));
         let mut note = format!("dry run: {bytes} bytes processed");
+        if !job_id.is_empty() {
+            // The job in the console, where a person can see the same result.
+            note.push_str(&format!(
+                "; open in BigQuery: https://console.cloud.google.com/bigquery?project={}&j=bq:{}:{}&page=queryresults",
+                url_component(&self.project),
+                url_component(job_location.as_deref().unwrap_or("US")),
+                url_component(&job_id)
+            ));
+        }
         if total.is_some_and(|t| t > table.rows.len() as u64) {
             table.truncated = true;
             table.truncated_by = Some(format!("row cap {max_rows}"));
@@ -659,6 +668,19 @@ impl BigQuerySource {
             attachments: Vec::new(),
         })
     }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn url_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads the fields we need from a service-account key file.
