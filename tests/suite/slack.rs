@@ -270,8 +270,21 @@ async fn mention_gets_a_threaded_report_with_files_and_a_follow_up_continues() {
     let own = json!({"type": "message", "user": BOT_USER, "bot_id": "B1", "channel": "C0DEMO",
         "ts": "1700000100.000950", "thread_ts": ts, "text": "report"});
     assert_eq!(h.send_ok(&event("Ev3", own)).await, 200);
+    // A reply addressed to a person in the thread is theirs to answer.
+    let to_person = json!({"type": "message", "user": "U0DEMO", "channel": "C0DEMO", "channel_type": "channel",
+        "ts": "1700000100.000960", "thread_ts": ts, "text": "<@U0ALICE> can you roll it back?"});
+    assert_eq!(h.send_ok(&event("Ev3b", to_person)).await, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.reports_in(ts).len(), 2);
+    let messages_now = h.messages_in(&key).await;
+    assert_eq!(messages_now, after, "a reply to a person became a question");
+    assert!(
+        !h.fake
+            .calls_to("reactions.add")
+            .iter()
+            .any(|c| c.body["timestamp"] == "1700000100.000960"),
+        "the bot took up a reply addressed to a person"
+    );
 
     // "Mark answer wrong" is stored as feedback for this session.
     let payload = json!({"type": "block_actions", "user": {"id": "U0DEMO"}, "channel": {"id": "C0DEMO"},

@@ -356,6 +356,10 @@ impl SlackService {
             if raw.contains(&tag) {
                 return None;
             }
+            // "<@U123> can you check the pool?" in the bot's thread is for a person.
+            if raw.trim_start().starts_with("<@") {
+                return None;
+            }
             self.threads.owner(&session_key(&channel, &thread)).await?;
             thread
         };
