@@ -150,6 +150,26 @@ impl Harness {
         request.send().await.expect("send").status().as_u16()
     }
 
+    /// A signed interaction (a button press), as Slack posts it: form-encoded.
+    async fn interact(&self, payload: &Value) -> u16 {
+        let form = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+        let now = chrono::Utc::now().timestamp();
+        self.http
+            .post(format!("{}/slack/interactions", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", now.to_string())
+            .header(
+                "x-slack-signature",
+                sign(&Secret::new(SIGNING_SECRET), now, form.as_bytes()),
+            )
+            .body(form)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+    }
+
     async fn send_ok(&self, body: &Value) -> u16 {
         self.send(body, None, chrono::Utc::now().timestamp(), SIGNING_SECRET)
             .await
@@ -290,22 +310,7 @@ async fn mention_gets_a_threaded_report_with_files_and_a_follow_up_continues() {
     let payload = json!({"type": "block_actions", "user": {"id": "U0DEMO"}, "channel": {"id": "C0DEMO"},
         "message": {"ts": "1700000000.000009", "thread_ts": ts},
         "actions": [{"action_id": "mark_wrong", "value": "forged"}]});
-    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
-    let now = chrono::Utc::now().timestamp();
-    let response = h
-        .http
-        .post(format!("{}/slack/interactions", h.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", now.to_string())
-        .header(
-            "x-slack-signature",
-            sign(&Secret::new(SIGNING_SECRET), now, form.as_bytes()),
-        )
-        .body(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(h.interact(&payload).await, 200);
     assert!(
         h.fake
             .wait_for(WAIT, |_| !h.feedback.items().is_empty())
@@ -691,22 +696,7 @@ async fn a_thread_cut_off_by_a_restart_is_told_and_can_ask_again() {
     let payload = json!({"type": "block_actions", "user": {"id": "U0DEMO"}, "channel": {"id": "C0DEMO"},
         "message": {"ts": "1700000700.000500", "thread_ts": ts},
         "actions": [{"action_id": "retry_question", "value": "slack:C0OTHER:1"}]});
-    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
-    let sent_at = chrono::Utc::now().timestamp();
-    let response = h
-        .http
-        .post(format!("{}/slack/interactions", h.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", sent_at.to_string())
-        .header(
-            "x-slack-signature",
-            sign(&Secret::new(SIGNING_SECRET), sent_at, form.as_bytes()),
-        )
-        .body(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(h.interact(&payload).await, 200);
     assert!(
         h.fake
             .wait_for(WAIT, |_| h.completed_uploads_in(ts) == 2)
