@@ -7,11 +7,11 @@
 //! Elasticsearch-only compatibility header), that every query carries the time
 //! range, and which indices are searched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +36,13 @@ struct Seen {
     requests: Vec<(String, Value)>,
     violations: Vec<String>,
     throttle: u32,
+    /// Point-in-time ids handed out → (the point in time, its indices).
+    pit_ids: BTreeMap<String, (u32, String)>,
+    /// Points in time opened and not yet closed.
+    pits_open: std::collections::BTreeSet<u32>,
+    pits_opened: u32,
+    /// Ids handed out so far (each one is new).
+    pit_serial: u32,
 }
 
 struct Fake {
@@ -211,15 +218,223 @@ async fn search(
     if let Some(response) = fake.check(&headers, &format!("/{indices}/_search"), &body) {
         return response;
     }
+    if body.get("pit").is_some() {
+        fake.violation("a point-in-time search named its indices in the path");
+    }
+    match search_in(&fake, &indices, &body) {
+        Ok(response) => axum::Json(response).into_response(),
+        Err(problem) => *problem,
+    }
+}
+
+impl Fake {
+    fn violation(&self, what: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.violations.push(what.to_string());
+    }
+
+    fn authorized(&self, headers: &HeaderMap, path: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.requests.push((path.to_string(), Value::Null));
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        auth == self.expected_auth
+    }
+
+    /// A new id for point in time `pit` on `indices` (Elasticsearch may change it
+    /// with every search).
+    fn pit_id(&self, pit: u32, indices: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.pit_serial += 1;
+        let id = format!("pit{pit}-{}", seen.pit_serial);
+        seen.pit_ids.insert(id.clone(), (pit, indices.to_string()));
+        id
+    }
+
+    fn open_pit(&self, indices: &str) -> String {
+        let pit = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.pits_opened += 1;
+            let pit = seen.pits_opened;
+            seen.pits_open.insert(pit);
+            pit
+        };
+        self.pit_id(pit, indices)
+    }
+
+    fn close_pit(&self, id: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.pit_ids.get(id).map(|(pit, _)| *pit) {
+            Some(pit) => seen.pits_open.remove(&pit),
+            None => false,
+        }
+    }
+}
+
+/// `POST /{index}/_pit` (Elasticsearch 7.10+).
+async fn open_pit_es(
+    State(fake): State<Shared>,
+    Path(indices): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !fake.authorized(&headers, &format!("/{indices}/_pit")) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "security_exception",
+            "missing authentication credentials",
+        );
+    }
+    match fake.flavor {
+        Flavor::Es8 => {}
+        // Elasticsearch 6 reads `_pit` as a document type; OpenSearch has no `_pit`.
+        Flavor::Es6 | Flavor::OpenSearch => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "request [/_pit] contains unrecognized parameter: [keep_alive]",
+            );
+        }
+    }
+    if !q.contains_key("keep_alive") {
+        fake.violation("a point in time without keep_alive");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "[keep_alive] is not specified",
+        );
+    }
+    axum::Json(json!({"id": fake.open_pit(&indices), "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}})).into_response()
+}
+
+/// `POST /{index}/_search/point_in_time` (OpenSearch 2.4+).
+async fn open_pit_opensearch(
+    State(fake): State<Shared>,
+    Path(indices): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !fake.authorized(&headers, &format!("/{indices}/_search/point_in_time")) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "security_exception",
+            "missing authentication credentials",
+        );
+    }
+    if !matches!(fake.flavor, Flavor::OpenSearch) || !q.contains_key("keep_alive") {
+        fake.violation(
+            "OpenSearch's point-in-time path sent to another product, or without keep_alive",
+        );
+        return error(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            "no handler",
+        );
+    }
+    axum::Json(json!({"pit_id": fake.open_pit(&indices), "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}, "creation_time": 1714557600000i64})).into_response()
+}
+
+/// `POST /_search` with `pit`: the point in time names the indices.
+async fn search_pit(State(fake): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(response) = fake.check(&headers, "/_search", &body) {
+        return response;
+    }
+    let id = body
+        .pointer("/pit/id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if body.pointer("/pit/keep_alive").is_none() {
+        fake.violation("a point-in-time search without keep_alive");
+    }
+    let known = {
+        let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.pit_ids
+            .get(id)
+            .filter(|(pit, _)| seen.pits_open.contains(pit))
+            .cloned()
+    };
+    let Some((pit, indices)) = known else {
+        fake.violation(&format!("search on unknown or closed point in time `{id}`"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "search_context_missing_exception",
+            "No search context found",
+        );
+    };
+    let mut response = match search_in(&fake, &indices, &body) {
+        Ok(response) => response,
+        Err(problem) => return *problem,
+    };
+    if matches!(fake.flavor, Flavor::Es8) {
+        // Elasticsearch hands out a fresh id; the old one must not be used again.
+        let newer = fake.pit_id(pit, &indices);
+        {
+            let mut seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.pit_ids.remove(id);
+        }
+        if let Some(map) = response.as_object_mut() {
+            map.insert("pit_id".into(), json!(newer));
+        }
+    }
+    axum::Json(response).into_response()
+}
+
+/// `DELETE /_pit` (Elasticsearch) and `DELETE /_search/point_in_time` (OpenSearch).
+async fn close_pit(
+    State(fake): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !fake.authorized(&headers, &format!("DELETE {}", uri.path())) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "security_exception",
+            "missing authentication credentials",
+        );
+    }
+    match fake.flavor {
+        Flavor::Es8 => {
+            let id = body.get("id").and_then(Value::as_str).unwrap_or("");
+            let freed = fake.close_pit(id);
+            axum::Json(json!({"succeeded": freed, "num_freed": u32::from(freed)})).into_response()
+        }
+        Flavor::OpenSearch => {
+            let ids: Vec<String> = body
+                .get("pit_id")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            let pits: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"pit_id": id, "successful": fake.close_pit(id)}))
+                .collect();
+            axum::Json(json!({"pits": pits})).into_response()
+        }
+        Flavor::Es6 => error(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            "no handler",
+        ),
+    }
+}
+
+fn search_in(fake: &Fake, indices: &str, body: &Value) -> Result<Value, Box<Response>> {
     if let Some(terms) = body
         .pointer("/aggs/top/terms/field")
         .and_then(Value::as_str)
     {
         if terms == "message" {
-            return error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead.");
+            return Err(Box::new(error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead.")));
         }
     }
-    let all = fake.matching(&indices, &body);
+    let all = fake.matching(indices, body);
     let track = body
         .get("track_total_hits")
         .and_then(Value::as_u64)
@@ -322,7 +537,7 @@ async fn search(
             .collect();
         response["aggregations"] = json!({"top": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": others, "buckets": buckets}});
     }
-    axum::Json(response).into_response()
+    Ok(response)
 }
 
 async fn count(
@@ -381,6 +596,14 @@ async fn start(flavor: Flavor, expected_auth: &str) -> (Shared, String) {
     let app = Router::new()
         .route("/", get(root))
         .route("/{indices}/_search", post(search))
+        .route("/_search", post(search_pit))
+        .route("/{indices}/_pit", post(open_pit_es))
+        .route(
+            "/{indices}/_search/point_in_time",
+            post(open_pit_opensearch),
+        )
+        .route("/_pit", axum::routing::delete(close_pit))
+        .route("/_search/point_in_time", axum::routing::delete(close_pit))
         .route("/{indices}/_count", post(count))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -477,19 +700,37 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
     {
         let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
         assert!(seen.violations.is_empty(), "{:?}", seen.violations);
-        // Only the granted index within the configured ones; the services filter on
-        // every page; the second page continues after the first.
-        for (path, body) in &seen.requests {
-            assert_eq!(path, "/logs-payment-*/_search");
+        // More than one page: a point in time on the granted index only (within the
+        // configured ones), three pages through it with the services filter on each,
+        // each page after the last with the newest id, then the point in time freed.
+        let paths: Vec<&str> = seen.requests.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/logs-payment-*/_pit",
+                "/_search",
+                "/_search",
+                "/_search",
+                "DELETE /_pit"
+            ]
+        );
+        let pages: Vec<&Value> = seen.requests[1..4].iter().map(|(_, b)| b).collect();
+        for body in &pages {
             assert!(
                 body.to_string()
                     .contains(r#"{"terms":{"service.name":["checkout"]}}"#),
                 "{body}"
             );
+            assert_eq!(body["pit"]["keep_alive"], "1m");
         }
-        assert!(seen.requests[0].1.get("search_after").is_none());
-        assert!(seen.requests[1].1.get("search_after").is_some());
-        assert_eq!(seen.requests.len(), 3);
+        assert!(pages[0].get("search_after").is_none());
+        assert!(pages[1].get("search_after").is_some());
+        assert_ne!(
+            pages[0]["pit"]["id"], pages[1]["pit"]["id"],
+            "the newest id is used"
+        );
+        assert_eq!(seen.pits_opened, 1);
+        assert!(seen.pits_open.is_empty(), "the point in time was not freed");
     }
     // Every hit is unique across pages.
     let ids: std::collections::BTreeSet<String> = value["hits"]
@@ -680,6 +921,34 @@ async fn rate_limits_versions_and_auth() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("rate limiting"), "{err}");
+    // Several pages on a version without points in time: plain search_after.
+    fake.seen.lock().unwrap_or_else(|p| p.into_inner()).throttle = 0;
+    let before = fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0);
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 700})),
+    )
+    .await
+    .expect("paged without a point in time");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    assert_eq!(value["hits"].as_array().map(Vec::len), Some(700));
+    let paths: Vec<String> = fake
+        .seen
+        .lock()
+        .map(|s| s.requests[before..].iter().map(|r| r.0.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        paths,
+        [
+            "/logs-payment-*/_pit",
+            "/logs-payment-*/_search",
+            "/logs-payment-*/_search"
+        ]
+    );
 
     // OpenSearch: `hits.total` as an object, bearer auth, `distribution` in `/`.
     let (fake, url) = start(Flavor::OpenSearch, "Bearer tok-123").await;
@@ -711,6 +980,37 @@ async fn rate_limits_versions_and_auth() {
         "{:?}",
         output.note
     );
+    // Several pages: OpenSearch's own point-in-time API, freed afterwards.
+    let before = fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0);
+    let output = call(
+        &h,
+        "U_OPS",
+        "search_logs",
+        with(window(), json!({"limit": 600})),
+    )
+    .await
+    .expect("paged through a point in time");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    assert_eq!(value["hits"].as_array().map(Vec::len), Some(600));
+    {
+        let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let paths: Vec<&str> = seen.requests[before..]
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/errors-*,logs-*/_search/point_in_time",
+                "/_search",
+                "/_search",
+                "DELETE /_search/point_in_time"
+            ]
+        );
+        assert!(seen.pits_open.is_empty(), "the point in time was not freed");
+    }
     let violations = fake
         .seen
         .lock()

@@ -50,6 +50,8 @@ const TOOLS: [&str; 4] = [
 
 /// Hits one page asks for.
 pub const PAGE_SIZE: u64 = 500;
+/// How long a point in time lives between two pages.
+const PIT_KEEP_ALIVE: &str = "1m";
 /// Hits one search returns at most (pages stop there), unless `max_hits` is lower.
 pub const MAX_HITS: u64 = 5_000;
 pub const DEFAULT_LIMIT: u64 = 200;
@@ -303,6 +305,17 @@ impl ElasticsearchSource {
     /// POSTs `body` to `path` on the first host that answers, retrying a 429 after
     /// its `Retry-After`. Returns the parsed JSON of a 2xx.
     async fn post(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
+        self.send_json(reqwest::Method::POST, path, body, timeout)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value> {
         let timeout = timeout.min(self.timeout);
         let mut last_error = None;
         for host in &self.hosts {
@@ -310,7 +323,7 @@ impl ElasticsearchSource {
             loop {
                 let mut request = self
                     .http
-                    .post(format!("{host}{path}"))
+                    .request(method.clone(), format!("{host}{path}"))
                     .json(body)
                     .timeout(timeout);
                 request = match &self.auth {
@@ -408,40 +421,25 @@ impl ElasticsearchSource {
         let deadline = Instant::now() + ctx.timeout;
         let mut hits: Vec<Value> = Vec::new();
         let mut total: Option<(u64, bool)> = None;
-        let mut search_after: Option<Value> = None;
         let mut pages = 0;
         let mut notes = Vec::new();
-        while (hits.len() as u64) < limit {
-            let size = (limit - hits.len() as u64).min(PAGE_SIZE);
-            let body = query::search_body(&self.fields, &filters, size, search_after.as_ref());
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                notes.push("stopped paging at the call's time limit".to_string());
-                break;
-            }
-            let response = self
-                .post(
-                    &format!("/{}/_search", encode_index(&index)),
-                    &body,
-                    remaining,
-                )
-                .await?;
-            pages += 1;
-            if total.is_none() {
-                total = query::total_hits(&response);
-            }
-            let page: Vec<Value> = response
-                .pointer("/hits/hits")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let got = page.len() as u64;
-            search_after = page.last().and_then(|h| h.get("sort")).cloned();
-            hits.extend(page);
-            if got < size || search_after.is_none() {
-                break;
-            }
+        // More than one page: page through one point in time, so documents indexed
+        // or refreshed meanwhile neither shift nor repeat hits across pages.
+        let mut pit = if limit > PAGE_SIZE {
+            self.open_pit(&index, deadline).await
+        } else {
+            None
+        };
+        let paged = self
+            .page_hits(
+                &filters, &index, limit, deadline, &mut pit, &mut hits, &mut total, &mut pages,
+                &mut notes,
+            )
+            .await;
+        if let Some(id) = pit {
+            self.close_pit(&id).await;
         }
+        paged?;
         let (total_count, exact) = total.unwrap_or((hits.len() as u64, true));
         if total_count > hits.len() as u64 {
             notes.push(format!(
@@ -475,6 +473,105 @@ impl ElasticsearchSource {
             note: (!notes.is_empty()).then(|| notes.join("; ")),
             attachments: attachment.into_iter().collect(),
         })
+    }
+
+    /// The search_after loop of `search_logs`, through `pit` when one is open.
+    #[allow(clippy::too_many_arguments)]
+    async fn page_hits(
+        &self,
+        filters: &query::Filters,
+        index: &str,
+        limit: u64,
+        deadline: Instant,
+        pit: &mut Option<String>,
+        hits: &mut Vec<Value>,
+        total: &mut Option<(u64, bool)>,
+        pages: &mut u32,
+        notes: &mut Vec<String>,
+    ) -> Result<()> {
+        let mut search_after: Option<Value> = None;
+        while (hits.len() as u64) < limit {
+            let size = (limit - hits.len() as u64).min(PAGE_SIZE);
+            let mut body = query::search_body(&self.fields, filters, size, search_after.as_ref());
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                notes.push("stopped paging at the call's time limit".to_string());
+                break;
+            }
+            // A point in time names its indices; the search path must not.
+            let path = match pit.as_ref() {
+                Some(id) => {
+                    body["pit"] = json!({"id": id, "keep_alive": PIT_KEEP_ALIVE});
+                    "/_search".to_string()
+                }
+                None => format!("/{}/_search", encode_index(index)),
+            };
+            let response = self.post(&path, &body, remaining).await?;
+            *pages += 1;
+            // Elasticsearch may hand out a new id with each page; the newest counts.
+            if let (Some(id), Some(newer)) =
+                (pit.as_mut(), response.get("pit_id").and_then(Value::as_str))
+            {
+                *id = newer.to_string();
+            }
+            if total.is_none() {
+                *total = query::total_hits(&response);
+            }
+            let page: Vec<Value> = response
+                .pointer("/hits/hits")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let got = page.len() as u64;
+            search_after = page.last().and_then(|h| h.get("sort")).cloned();
+            hits.extend(page);
+            if got < size || search_after.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a point in time on `index` (Elasticsearch 7.10+: `_pit`; OpenSearch
+    /// 2.4+: `_search/point_in_time`). None when the cluster has none or refuses
+    /// (older versions, missing privilege): paging then goes without one.
+    async fn open_pit(&self, index: &str, deadline: Instant) -> Option<String> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let (path, field) = match self.kind {
+            "opensearch" => ("_search/point_in_time", "pit_id"),
+            _ => ("_pit", "id"),
+        };
+        let path = format!(
+            "/{}/{path}?keep_alive={PIT_KEEP_ALIVE}",
+            encode_index(index)
+        );
+        match self
+            .post(&path, &json!({}), remaining.min(Duration::from_secs(5)))
+            .await
+        {
+            Ok(response) => response
+                .get(field)
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            Err(err) => {
+                tracing::debug!(source = %self.name, error = %err, "no point in time; paging without one");
+                None
+            }
+        }
+    }
+
+    /// Frees a point in time; if this fails it expires after its keep-alive.
+    async fn close_pit(&self, id: &str) {
+        let (path, body) = match self.kind {
+            "opensearch" => ("/_search/point_in_time", json!({"pit_id": [id]})),
+            _ => ("/_pit", json!({"id": id})),
+        };
+        if let Err(err) = self
+            .send_json(reqwest::Method::DELETE, path, &body, Duration::from_secs(5))
+            .await
+        {
+            tracing::debug!(source = %self.name, error = %err, "closing a point in time failed; it expires by itself");
+        }
     }
 
     fn row(&self, hit: &Value) -> LogRow {
