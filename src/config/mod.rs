@@ -833,6 +833,21 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
         }
     };
+    let http_url = |key: &str, url: &str, err: &mut dyn FnMut(&str, String)| {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            err(key, format!("`{url}` must start with http:// or https://"));
+        } else if url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            // Not echoed: it holds a password. URLs appear in errors and links.
+            err(
+                key,
+                "credentials in the URL would be shown in errors and links; use the source's username/password or token settings".into(),
+            );
+        }
+    };
     match spec {
         SourceSpec::Database(db) => {
             match db.kind {
@@ -930,12 +945,7 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 err("max_bytes_billed", "must be above 0".into());
             }
             if let Some(url) = &c.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    err(
-                        "base_url",
-                        format!("`{url}` must start with http:// or https://"),
-                    );
-                }
+                http_url("base_url", url, &mut err);
             }
             for (i, d) in c.datasets.iter().flatten().enumerate() {
                 if d.is_empty() || !d.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
@@ -951,12 +961,7 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 err("hosts", "at least one host is needed".into());
             }
             for (i, h) in c.hosts.iter().enumerate() {
-                if !(h.starts_with("http://") || h.starts_with("https://")) {
-                    err(
-                        &format!("hosts[{i}]"),
-                        format!("`{h}` must start with http:// or https://"),
-                    );
-                }
+                http_url(&format!("hosts[{i}]"), h, &mut err);
             }
             secret("password", &c.password, &mut err);
             secret("api_key", &c.api_key, &mut err);
@@ -977,12 +982,7 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 }
             }
             if let Some(url) = &c.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    err(
-                        "base_url",
-                        format!("`{url}` must start with http:// or https://"),
-                    );
-                }
+                http_url("base_url", url, &mut err);
             }
             if let Some(list) = &c.app_id {
                 if list.items().iter().any(|s| {
@@ -1005,12 +1005,7 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                 }
             }
             if let Some(url) = &c.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    err(
-                        "base_url",
-                        format!("`{url}` must start with http:// or https://"),
-                    );
-                }
+                http_url("base_url", url, &mut err);
             }
             if c.account_id == 0 {
                 err("account_id", "must be a New Relic account id".into());
@@ -1039,12 +1034,7 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
         }
         SourceSpec::Prometheus(c) => {
-            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                err(
-                    "url",
-                    format!("`{}` must start with http:// or https://", c.url),
-                );
-            }
+            http_url("url", &c.url, &mut err);
             secret("bearer_token", &c.bearer_token, &mut err);
             secret("password", &c.password, &mut err);
             if c.bearer_token.is_some() && (c.username.is_some() || c.password.is_some()) {

@@ -303,3 +303,38 @@ fn redaction_section_is_typed_and_its_patterns_compiled() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn credentials_in_source_urls_are_refused_without_being_echoed() {
+    let sources = r#"
+data_sources:
+  prometheus:
+    name: prom
+    url: "https://admin:hunter2@prom.internal:9090"
+  elasticsearch:
+    name: logs
+    hosts: ["https://es.internal:9200", "http://elastic:hunter2@es2.internal:9200"]
+  apm:
+    datadog:
+      api_key: k
+      base_url: "ftp://dd.internal"
+"#;
+    let errs = errors(sources, None, &[]);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("url") && e.contains("credentials in the URL")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("hosts[1]") && e.contains("credentials in the URL")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("base_url") && e.contains("must start with http")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().all(|e| !e.contains("hunter2")), "{errs:?}");
+}

@@ -51,3 +51,36 @@ pub fn send_failure(err: &reqwest::Error) -> String {
         None => err.to_string(),
     }
 }
+
+/// A link into a vendor's UI: `base` + `path` with `params` form-encoded, so a
+/// person can open the evidence where it came from. Credentials written into
+/// `base` (`https://user:pass@host`) are left out: links are shown in chat.
+pub fn ui_link(base: &str, path: &str, params: &[(&str, String)]) -> String {
+    match reqwest::Url::parse_with_params(&format!("{base}{path}"), params) {
+        Ok(mut url) => {
+            // Only fails for URLs that cannot have credentials at all.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_encode_parameters_and_drop_credentials() {
+        assert_eq!(
+            ui_link(
+                "https://admin:s3cret@prom.internal:9090",
+                "/graph",
+                &[("g0.expr", "rate(errors{service=\"checkout\"}[5m])".into())]
+            ),
+            "https://prom.internal:9090/graph?g0.expr=rate%28errors%7Bservice%3D%22checkout%22%7D%5B5m%5D%29"
+        );
+        assert_eq!(ui_link("not a url", "/x", &[]), "/x");
+    }
+}

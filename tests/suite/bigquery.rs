@@ -476,7 +476,7 @@ async fn bigquery_dry_run_caps_grants_and_pages() {
     .expect("query");
     assert!(
         out.note.as_deref().is_some_and(|n| n.contains(
-            "open in BigQuery: https://console.cloud.google.com/bigquery?project=proj&j=bq:EU:job_abc&page=queryresults"
+            "open in BigQuery: https://console.cloud.google.com/bigquery?project=proj&j=bq%3AEU%3Ajob_abc&page=queryresults"
         )),
         "{:?}",
         out.note

@@ -226,6 +226,12 @@ async fn real_prometheus_summaries_scoping_and_charts() {
         change.before_mean < 1.0 && change.after_mean > 7.5,
         "{change:?}"
     );
+    // A link to the same graph in Prometheus' own UI.
+    let note = output.note.as_deref().unwrap_or("");
+    assert!(
+        note.contains("open in Prometheus: http://") && note.contains("/graph?g0.expr="),
+        "{note}"
+    );
     assert_eq!(output.attachments.len(), 1);
     let chart = &output.attachments[0];
     assert_eq!(chart.media_type, "image/png");

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use super::http::send_failure;
+use super::http::{send_failure, ui_link};
 use super::prometheus::column;
 use super::{
     arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
@@ -645,12 +645,17 @@ impl BigQuerySource {
         let mut note = format!("dry run: {bytes} bytes processed");
         if !job_id.is_empty() {
             // The job in the console, where a person can see the same result.
-            note.push_str(&format!(
-                "; open in BigQuery: https://console.cloud.google.com/bigquery?project={}&j=bq:{}:{}&page=queryresults",
-                url_component(&self.project),
-                url_component(job_location.as_deref().unwrap_or("US")),
-                url_component(&job_id)
-            ));
+            let job = format!("bq:{}:{job_id}", job_location.as_deref().unwrap_or("US"));
+            let link = ui_link(
+                "https://console.cloud.google.com",
+                "/bigquery",
+                &[
+                    ("project", self.project.clone()),
+                    ("j", job),
+                    ("page", "queryresults".into()),
+                ],
+            );
+            note.push_str(&format!("; open in BigQuery: {link}"));
         }
         if total.is_some_and(|t| t > table.rows.len() as u64) {
             table.truncated = true;
@@ -668,19 +673,6 @@ impl BigQuerySource {
             attachments: Vec::new(),
         })
     }
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn url_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Reads the fields we need from a service-account key file.

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::elasticsearch::{log_hits_json, LogRow};
-use super::http::send_failure;
+use super::http::{send_failure, ui_link as link};
 use super::prometheus::{cap_rows, chart, column, props, time_props, time_range};
 use super::{
     arg_opt_str, arg_opt_u64, arg_str, reject_unknown_args, BuildContext, CallContext, Error,
@@ -626,13 +626,6 @@ fn error_text(body: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("no message")
         .to_string()
-}
-
-fn link(base: &str, path: &str, params: &[(&str, String)]) -> String {
-    match reqwest::Url::parse_with_params(&format!("{base}{path}"), params) {
-        Ok(url) => url.to_string(),
-        Err(_) => format!("{base}{path}"),
-    }
 }
 
 /// A tag value we put into a query ourselves: no spaces, quotes, braces or

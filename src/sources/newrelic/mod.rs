@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
-use super::http::send_failure;
+use super::http::{send_failure, ui_link};
 use super::prometheus::{cap_rows, chart, column, props, time_props, time_range};
 use super::{
     arg_opt_str, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
@@ -406,17 +406,14 @@ fn to_series(rows: &[Map<String, Value>]) -> Vec<Series> {
 /// A query-builder link carrying the NRQL text (best effort: New Relic documents
 /// no stable deep-link format, the account and the query are what a reader needs).
 fn link(ui: &str, account_id: u64, query: &str) -> String {
-    let base = format!("{ui}/data-exploration/query-builder");
-    match reqwest::Url::parse_with_params(
-        &base,
+    ui_link(
+        ui,
+        "/data-exploration/query-builder",
         &[
             ("accountId", account_id.to_string()),
             ("query", query.to_string()),
         ],
-    ) {
-        Ok(url) => url.to_string(),
-        Err(_) => base,
-    }
+    )
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Map, Value};
 
-use super::http::send_failure;
+use super::http::{send_failure, ui_link};
 use super::{
     arg_opt_str, arg_str, reject_unknown_args, BuildContext, CallContext, Error, Health, Result,
     Source, ToolOutput, ToolSpec,
@@ -273,6 +273,20 @@ impl PrometheusSource {
                 "{total} series matched; the first {MAX_SERIES} are kept (narrow the query or aggregate)"
             ));
         }
+        notes.push(format!(
+            "open in Prometheus: {}",
+            ui_link(
+                &self.base,
+                "/graph",
+                &[
+                    ("g0.expr", query.clone()),
+                    ("g0.tab", "0".into()),
+                    ("g0.range_input", format!("{span}s")),
+                    ("g0.end_input", end.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    ("g0.step_input", step.to_string()),
+                ],
+            )
+        ));
         let attachments = chart(&series).into_iter().collect();
         Ok(ToolOutput {
             statement: format!(
