@@ -88,6 +88,23 @@ async fn api(
                 list("PodList", vec![])
             }
         }
+        ["api", "v1", "namespaces", ns, "pods", "checkout-7d9f-abc"] => Json(json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "checkout-7d9f-abc", "namespace": ns, "ownerReferences": [{"kind": "ReplicaSet", "name": "checkout-7d9f"}]},
+            "spec": {"nodeName": "node-a", "containers": [{
+                "name": "app", "image": "registry/checkout:1.42",
+                "env": [{"name": "DB_PASSWORD", "value": "hunter2-in-env"}, {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "checkout-secrets", "key": "token"}}}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 3}
+            }]},
+            "status": {"phase": "Running", "qosClass": "Burstable", "startTime": "2024-05-01T09:00:00Z",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": "2024-05-01T10:11:00Z"}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 7, "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": "2024-05-01T10:11:00Z"}}}]}
+        })).into_response(),
+        ["api", "v1", "namespaces", _ns, "events"] if q.get("fieldSelector").is_some_and(|f| f.starts_with("involvedObject.name=")) => list("EventList", vec![
+            json!({"type": "Warning", "reason": "BackOff", "message": "Back-off restarting failed container app", "count": 12, "lastTimestamp": "2024-05-01T10:12:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e2"}}),
+            json!({"type": "Warning", "reason": "OOMKilling", "message": "Memory cgroup out of memory: Killed process 4242 (java)", "count": 7, "lastTimestamp": "2024-05-01T10:11:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e3"}}),
+        ]),
         ["api", "v1", "namespaces", _ns, "events"] => list("EventList", vec![
             json!({"type": "Normal", "reason": "Pulled", "message": "Container image pulled", "count": 1, "lastTimestamp": "2024-05-01T10:00:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e1"}}),
             json!({"type": "Warning", "reason": "BackOff", "message": "Back-off restarting failed container app", "count": 12, "lastTimestamp": "2024-05-01T10:12:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e2"}}),
@@ -223,6 +240,43 @@ async fn kubernetes_reads_granted_namespaces_only() {
     assert_eq!(t.rows[0][3], json!(7));
     let why = t.rows[0][4].as_str().unwrap_or("");
     assert!(why.contains("CrashLoopBackOff"), "{why}");
+
+    let out = call(
+        &h,
+        "U_PAY",
+        "describe_pod",
+        json!({"namespace": "payments", "pod": "checkout-7d9f-abc"}),
+    )
+    .await
+    .expect("describe");
+    let Content::Text(described) = &out.content else {
+        panic!("text")
+    };
+    for needle in [
+        "Image: registry/checkout:1.42",
+        "State: waiting (CrashLoopBackOff)",
+        "Last state: terminated (OOMKilled, exit 137) at 2024-05-01T10:11:00Z",
+        "Ready: false, restarts: 7",
+        "limits: memory=256Mi",
+        "livenessProbe: http-get /healthz",
+        "Controlled by: ReplicaSet/checkout-7d9f",
+        "2024-05-01T10:12:00Z Warning BackOff (x12)",
+        "OOMKilling",
+    ] {
+        assert!(described.contains(needle), "{needle} not in\n{described}");
+    }
+    assert!(
+        described.find("BackOff (x12)") < described.find("OOMKilling"),
+        "events newest first"
+    );
+    assert!(
+        !described.contains("hunter2") && !described.contains("DB_PASSWORD"),
+        "{described}"
+    );
+    assert_eq!(
+        out.note.as_deref(),
+        Some("check at the source: kubectl --context prod -n payments describe pod checkout-7d9f-abc")
+    );
 
     let out = call(&h, "U_PAY", "events", json!({"namespace": "payments"}))
         .await

@@ -36,13 +36,15 @@ use crate::config::{KubernetesConfig, Secret, SourceEntry, SourceSpec};
 use crate::evidence::{Content, Table};
 
 pub const TOOL_PODS: &str = "pods";
+pub const TOOL_DESCRIBE_POD: &str = "describe_pod";
 pub const TOOL_EVENTS: &str = "events";
 pub const TOOL_LOGS: &str = "pod_logs";
 pub const TOOL_ROLLOUTS: &str = "rollouts";
 pub const TOOL_HPA: &str = "hpa";
 pub const TOOL_NODES: &str = "nodes";
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     TOOL_PODS,
+    TOOL_DESCRIBE_POD,
     TOOL_EVENTS,
     TOOL_LOGS,
     TOOL_ROLLOUTS,
@@ -484,6 +486,43 @@ impl KubernetesSource {
         })
     }
 
+    async fn describe_pod(
+        &self,
+        args: &Value,
+        grant: &SourceGrant,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput> {
+        let tool = TOOL_DESCRIBE_POD;
+        reject_unknown_args(tool, args, &["namespace", "context", "pod"])?;
+        let (context, cluster) = self.cluster(tool, args, grant)?;
+        let ns = self.namespace(tool, args, grant)?;
+        let pod_name = arg_str(tool, args, "pod")?;
+        check_name(tool, "pod", pod_name)?;
+        let path = format!("/api/v1/namespaces/{ns}/pods/{pod_name}");
+        let pod = self.get_json(cluster, &path, &[], ctx.timeout).await?;
+        let events = self
+            .get_json(
+                cluster,
+                &format!("/api/v1/namespaces/{ns}/events"),
+                &[
+                    ("fieldSelector", format!("involvedObject.name={pod_name}")),
+                    ("limit", LIST_LIMIT.to_string()),
+                ],
+                ctx.timeout,
+            )
+            .await?;
+        let text = describe_text(&pod, &events);
+        Ok(ToolOutput {
+            statement: format!("GET {path}, events of the pod"),
+            content: Content::Text(text),
+            note: with_check(
+                None,
+                &kubectl(context, &["-n", ns, "describe", "pod", pod_name]),
+            ),
+            attachments: Vec::new(),
+        })
+    }
+
     async fn events(
         &self,
         args: &Value,
@@ -900,6 +939,214 @@ impl KubernetesSource {
     }
 }
 
+/// A pod as `kubectl describe pod` shows it, without environment variables or
+/// volume contents (they may hold secrets): only what an investigation needs.
+fn describe_text(pod: &Value, events: &Value) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(&mut out, format!("Name: {}", text(pod, "/metadata/name")));
+    line(
+        &mut out,
+        format!("Namespace: {}", text(pod, "/metadata/namespace")),
+    );
+    line(&mut out, format!("Node: {}", text(pod, "/spec/nodeName")));
+    line(
+        &mut out,
+        format!("Start time: {}", text(pod, "/status/startTime")),
+    );
+    line(
+        &mut out,
+        format!(
+            "Status: {}{}",
+            text(pod, "/status/phase"),
+            Some(text(pod, "/status/reason"))
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+    );
+    line(
+        &mut out,
+        format!("QoS class: {}", text(pod, "/status/qosClass")),
+    );
+    let owner: Vec<String> = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|o| format!("{}/{}", text(o, "/kind"), text(o, "/name")))
+        .collect();
+    if !owner.is_empty() {
+        line(&mut out, format!("Controlled by: {}", owner.join(", ")));
+    }
+    line(&mut out, "Conditions:".into());
+    for c in pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let reason = text(c, "/reason");
+        line(
+            &mut out,
+            format!(
+                "  {}={}{} since {}",
+                text(c, "/type"),
+                text(c, "/status"),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                },
+                text(c, "/lastTransitionTime")
+            ),
+        );
+    }
+    let statuses: Vec<&Value> = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    line(&mut out, "Containers:".into());
+    for c in pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = text(c, "/name");
+        line(&mut out, format!("  {name}:"));
+        line(&mut out, format!("    Image: {}", text(c, "/image")));
+        let status = statuses
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name.as_str()));
+        if let Some(s) = status {
+            line(
+                &mut out,
+                format!("    State: {}", container_state(s.get("state"))),
+            );
+            let last = container_state(s.get("lastState"));
+            if last != "none" {
+                line(&mut out, format!("    Last state: {last}"));
+            }
+            line(
+                &mut out,
+                format!(
+                    "    Ready: {}, restarts: {}",
+                    s.get("ready").and_then(Value::as_bool).unwrap_or(false),
+                    s.get("restartCount").and_then(Value::as_i64).unwrap_or(0)
+                ),
+            );
+        }
+        for kind in ["requests", "limits"] {
+            if let Some(map) = c
+                .pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+            {
+                let values: Vec<String> = map
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}={}",
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        )
+                    })
+                    .collect();
+                line(&mut out, format!("    {kind}: {}", values.join(", ")));
+            }
+        }
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if let Some(p) = c.get(probe) {
+                let target = match (
+                    p.pointer("/httpGet/path"),
+                    p.pointer("/tcpSocket/port"),
+                    p.get("exec"),
+                ) {
+                    (Some(path), _, _) => format!("http-get {}", path.as_str().unwrap_or("")),
+                    (None, Some(port), _) => format!("tcp-socket :{port}"),
+                    (None, None, Some(_)) => "exec (command not shown)".to_string(),
+                    (None, None, None) => "?".to_string(),
+                };
+                line(
+                    &mut out,
+                    format!(
+                        "    {probe}: {target} delay={}s period={}s failure-threshold={}",
+                        p.get("initialDelaySeconds")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0),
+                        p.get("periodSeconds").and_then(Value::as_i64).unwrap_or(10),
+                        p.get("failureThreshold")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(3)
+                    ),
+                );
+            }
+        }
+    }
+    let mut rows: Vec<(String, String)> = items(events)
+        .map(|e| {
+            let last = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/firstTimestamp",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| text(e, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let row = format!(
+                "  {last} {} {} (x{}): {}",
+                text(e, "/type"),
+                text(e, "/reason"),
+                e.get("count").and_then(Value::as_i64).unwrap_or(1),
+                text(e, "/message")
+            );
+            (last, row)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    line(&mut out, format!("Events ({}, newest first):", rows.len()));
+    for (_, row) in rows.iter().take(50) {
+        line(&mut out, row.clone());
+    }
+    if rows.len() > 50 {
+        line(
+            &mut out,
+            format!("  … {} older events not shown", rows.len() - 50),
+        );
+    }
+    out
+}
+
+/// `waiting (CrashLoopBackOff)`, `running since …`, `terminated (OOMKilled, exit 137) at …`.
+fn container_state(state: Option<&Value>) -> String {
+    let Some(state) = state.and_then(Value::as_object) else {
+        return "none".into();
+    };
+    if let Some(w) = state.get("waiting") {
+        return format!("waiting ({})", text(w, "/reason"));
+    }
+    if let Some(r) = state.get("running") {
+        return format!("running since {}", text(r, "/startedAt"));
+    }
+    if let Some(t) = state.get("terminated") {
+        return format!(
+            "terminated ({}, exit {}) at {}",
+            text(t, "/reason"),
+            t.get("exitCode").and_then(Value::as_i64).unwrap_or(0),
+            text(t, "/finishedAt")
+        );
+    }
+    "none".into()
+}
+
 /// The kubectl command that shows the same thing, so a person can check the
 /// evidence at its source; arguments are quoted for a POSIX shell.
 fn kubectl(context: &str, args: &[&str]) -> String {
@@ -1041,6 +1288,11 @@ impl Source for KubernetesSource {
                 input_schema: schema(json!({"namespace": ns, "context": context, "label_selector": {"type": "string", "description": "Optional label selector, e.g. app=checkout."}}), &["namespace"]),
             },
             ToolSpec {
+                name: TOOL_DESCRIBE_POD.into(),
+                description: format!("Describe one pod on Kubernetes `{name}` as kubectl describe does: node, QoS, conditions, each container's image, state, last termination, restarts, resource requests and limits and probes, and the pod's own events, newest first. Environment variables are not shown (they may hold secrets).{scope}"),
+                input_schema: schema(json!({"namespace": ns, "context": context, "pod": {"type": "string", "description": "Pod name (from the pods tool)."}}), &["namespace", "pod"]),
+            },
+            ToolSpec {
                 name: TOOL_EVENTS.into(),
                 description: format!("Recent events of a namespace on Kubernetes `{name}`, newest first (scheduling failures, probes failing, image pulls, OOM kills, scaling).{scope}"),
                 input_schema: schema(json!({"namespace": ns, "context": context, "warnings_only": {"type": "boolean", "description": "Only Warning events."}}), &["namespace"]),
@@ -1113,6 +1365,7 @@ impl Source for KubernetesSource {
     ) -> Result<ToolOutput> {
         match tool {
             TOOL_PODS => self.pods(args, grant, ctx).await,
+            TOOL_DESCRIBE_POD => self.describe_pod(args, grant, ctx).await,
             TOOL_EVENTS => self.events(args, grant, ctx).await,
             TOOL_LOGS => self.logs(args, grant, ctx).await,
             TOOL_ROLLOUTS => self.rollouts(args, grant, ctx).await,
