@@ -266,6 +266,16 @@ pub async fn serve(
 // ---------------------------------------------------------------- bodies
 
 /// Parses a JSON body with the path of the first mistake, or a problem.
+/// The caller and its JSON body: 401 before the body is read, then 400/413.
+fn authenticated<T: DeserializeOwned>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<(Principal, T), Problem> {
+    let principal = state.authenticate(headers)?;
+    Ok((principal, parse_body(headers, body)?))
+}
+
 fn parse_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -656,14 +666,11 @@ async fn investigate_inner(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match state.authenticate(headers) {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request: InvestigateRequest = match parse_body(headers, body) {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
+    let (principal, request): (Principal, InvestigateRequest) =
+        match authenticated(state, headers, body) {
+            Ok(x) => x,
+            Err(p) => return p.into_response(),
+        };
     let (question, mode) = match question_text(&request)
         .and_then(|q| mode(request.stream, request.run_async).map(|m| (q, m)))
     {
@@ -683,14 +690,11 @@ async fn follow_up(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match state.authenticate(&headers) {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request: FollowUpRequest = match parse_body(&headers, body) {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
+    let (principal, request): (Principal, FollowUpRequest) =
+        match authenticated(&state, &headers, body) {
+            Ok(x) => x,
+            Err(p) => return p.into_response(),
+        };
     if let Err(p) = check_text("message", &request.message, MAX_QUESTION) {
         return p.into_response();
     }
@@ -748,14 +752,11 @@ async fn feedback(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match state.authenticate(&headers) {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request: FeedbackRequest = match parse_body(&headers, body) {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
+    let (principal, request): (Principal, FeedbackRequest) =
+        match authenticated(&state, &headers, body) {
+            Ok(x) => x,
+            Err(p) => return p.into_response(),
+        };
     if !matches!(request.rating, -1 | 1) {
         return Problem::bad_request("rating must be 1 (helpful) or -1 (wrong)".to_string())
             .into_response();
@@ -1133,14 +1134,11 @@ async fn query_agent(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match state.authenticate(&headers) {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request: QueryAgentRequest = match parse_body(&headers, body) {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
+    let (principal, request): (Principal, QueryAgentRequest) =
+        match authenticated(&state, &headers, body) {
+            Ok(x) => x,
+            Err(p) => return p.into_response(),
+        };
     if let Err(p) = check_text("prompt", &request.prompt, MAX_QUESTION)
         .and_then(|()| check_text("dataset_id", &request.dataset_id, 200))
     {
