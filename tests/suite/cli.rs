@@ -294,3 +294,75 @@ fn secrets_encrypt_round_trips_through_the_config() {
     );
     assert!(!no_key.status.success());
 }
+
+/// `investigator logs templates <file>`: one `<id>\t<template>` line per input
+/// line, the same id for lines of one event; a missing file is one error line.
+#[test]
+fn logs_templates_writes_one_line_per_input_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38865049064139660 terminating\r\n\
+081109 203807 222 INFO dfs.DataNode$PacketResponder: PacketResponder 0 for block blk_-6952295868487656571 terminating\n\
+081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.251.73.220:50010 is added to blk_7128370237687728475 size 67108864\n\
+\n\
+081109 204015 308 INFO dfs.DataNode$PacketResponder: PacketResponder 2 for block blk_8229193803249955061 terminating";
+    write(dir.path(), "hdfs.log", log);
+    let out = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &[
+            "logs",
+            "templates",
+            &dir.path().join("hdfs.log").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|l| l.split_once('\t').expect("id\ttemplate"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines[0], lines[1]);
+    assert_eq!(lines[0], lines[4]);
+    assert_ne!(lines[0].0, lines[2].0);
+    assert!(
+        lines[0]
+            .1
+            .contains("PacketResponder <*> for block blk_<*> terminating"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("templates: lines=5"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let single = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &[
+            "logs",
+            "templates",
+            "--single-thread",
+            &dir.path().join("hdfs.log").display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(text(&single.stdout), stdout);
+
+    let missing = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &[
+            "logs",
+            "templates",
+            &dir.path().join("nope.log").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!missing.status.success());
+    let err = text(&missing.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nope.log"), "{err}");
+}
