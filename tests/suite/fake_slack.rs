@@ -46,6 +46,8 @@ struct Inner {
     connections: u32,
     /// Close the first websocket after its first acked envelope.
     drop_first_socket: bool,
+    /// User group id → its members, for usergroups.users.list; others are unknown.
+    usergroups: std::collections::HashMap<String, Vec<String>>,
 }
 
 struct Shared {
@@ -100,6 +102,14 @@ impl FakeSlack {
             shared,
             tasks: vec![web, sockets],
         }
+    }
+
+    /// Members of a user group as usergroups.users.list answers them.
+    pub fn set_usergroup(&self, id: &str, users: &[&str]) {
+        self.shared.lock().usergroups.insert(
+            id.to_string(),
+            users.iter().map(|u| u.to_string()).collect(),
+        );
     }
 
     /// For `SLACK_API_URL`.
@@ -278,7 +288,16 @@ async fn api(
             let id = format!("F{}", inner.next_file);
             json!({"ok": true, "upload_url": format!("{}/upload/{id}", shared.base), "file_id": id})
         }
-        "usergroups.users.list" => json!({"ok": true, "users": []}),
+        "usergroups.users.list" => {
+            let group = parsed
+                .get("usergroup")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match inner.usergroups.get(group) {
+                Some(users) => json!({"ok": true, "users": users}),
+                None => json!({"ok": false, "error": "no_such_subteam"}),
+            }
+        }
         other => {
             inner.violations.push(format!("unknown method {other}"));
             json!({"ok": false, "error": "unknown_method"})

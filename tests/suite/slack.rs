@@ -53,10 +53,23 @@ async fn service_at(
     Arc<MemoryFeedback>,
     investigator::store::Store,
 ) {
-    let store = dir.join("store.db");
     let demo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo"));
+    service_with_config(fake, dir, demo).await
+}
+
+/// The same over another configuration directory.
+async fn service_with_config(
+    fake: &FakeSlack,
+    dir: &Path,
+    config: &Path,
+) -> (
+    Arc<SlackService>,
+    Arc<MemoryFeedback>,
+    investigator::store::Store,
+) {
+    let store = dir.join("store.db");
     let app = App::build(
-        demo,
+        config,
         &store.display().to_string(),
         ModelChoice::Offline,
         &ProcessEnv,
@@ -708,5 +721,111 @@ async fn a_thread_cut_off_by_a_restart_is_told_and_can_ask_again() {
     assert_eq!(
         reports.last().map(|r| r.question.as_str()),
         Some("what changed at 10:12?")
+    );
+}
+
+/// Copies a directory tree (the demo configuration with its data).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Squad membership through Slack user groups (`members.slack_usergroups`): a
+/// member of the on-call group is answered as the squad; someone in no group is
+/// refused; a group Slack will not list grants nothing (fail closed).
+#[tokio::test]
+async fn user_groups_grant_their_squad_and_fail_closed() {
+    let fake = FakeSlack::start().await;
+    fake.set_usergroup("S0ONCALL", &["U0GROUPIE", "U0DEMO"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    copy_tree(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo")),
+        &config,
+    );
+    let squads = std::fs::read_to_string(config.join("squads.yaml")).expect("squads");
+    let squads = squads
+        .replacen(
+            "      slack: [U0DEMO]\n",
+            "      slack: [U0DEMO]\n      slack_usergroups: [S0ONCALL]\n",
+            1,
+        )
+        .replacen(
+            "      slack: [U0IDENTITY]\n",
+            "      slack: [U0IDENTITY]\n      slack_usergroups: [S0UNLISTABLE]\n",
+            1,
+        );
+    assert!(squads.contains("S0ONCALL") && squads.contains("S0UNLISTABLE"));
+    std::fs::write(config.join("squads.yaml"), squads).expect("write squads");
+    let (service, _feedback, _store) = service_with_config(&fake, dir.path(), &config).await;
+    let url = serve_events(service).await;
+    let http = reqwest::Client::new();
+    let send = |body: Value| {
+        let bytes = body.to_string().into_bytes();
+        let now = chrono::Utc::now().timestamp();
+        http.post(format!("{url}/slack/events"))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", now.to_string())
+            .header(
+                "x-slack-signature",
+                sign(&Secret::new(SIGNING_SECRET), now, &bytes),
+            )
+            .body(bytes)
+            .send()
+    };
+
+    let answered = "1700000800.000100";
+    let status = send(event(
+        "Ev80",
+        mention("U0GROUPIE", "C0DEMO", answered, "why is checkout erroring?"),
+    ))
+    .await
+    .expect("send")
+    .status();
+    assert_eq!(status.as_u16(), 200);
+    assert!(
+        fake.wait_for(WAIT, |_| !reports_in(&fake, answered).is_empty())
+            .await,
+        "a member of the on-call group was not answered"
+    );
+
+    for (id, user, channel, ts) in [
+        ("Ev81", "U0NOBODY", "C0DEMO", "1700000800.000200"),
+        ("Ev82", "U0ALSO", "C0IDENTITY", "1700000800.000300"),
+    ] {
+        let status = send(event(id, mention(user, channel, ts, "why is login slow?")))
+            .await
+            .expect("send")
+            .status();
+        assert_eq!(status.as_u16(), 200);
+        assert!(
+            fake.wait_for(WAIT, |f| f
+                .calls_to("chat.postMessage")
+                .iter()
+                .any(|c| c.body["thread_ts"] == ts))
+                .await,
+            "{user} got no reply"
+        );
+        assert!(reports_in(&fake, ts).is_empty(), "{user} got a report");
+    }
+    let asked: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "usergroups.users.list")
+        .map(|c| c.body["usergroup"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(asked.iter().any(|g| g == "S0UNLISTABLE"), "{asked:?}");
+    assert_eq!(
+        asked.iter().filter(|g| *g == "S0ONCALL").count(),
+        1,
+        "group members are cached: {asked:?}"
     );
 }
