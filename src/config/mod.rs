@@ -129,7 +129,9 @@ impl SourceSpec {
         match self {
             SourceSpec::Database(_) => &["schemas"],
             SourceSpec::BigQuery(_) => &["datasets"],
-            SourceSpec::Elasticsearch(_) | SourceSpec::OpenSearch(_) => &["indices", "services"],
+            SourceSpec::Elasticsearch(_) | SourceSpec::OpenSearch(_) => {
+                &["indices", "namespaces", "services"]
+            }
             SourceSpec::Datadog(_) | SourceSpec::NewRelic(_) => &["services"],
             SourceSpec::Kubernetes(_) => &["namespaces", "contexts"],
             SourceSpec::Prometheus(_) => &["namespaces", "services"],
@@ -966,6 +968,20 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             secret("password", &c.password, &mut err);
             secret("api_key", &c.api_key, &mut err);
             secret("bearer_token", &c.bearer_token, &mut err);
+            for (key, value) in [
+                ("timestamp_field", &c.timestamp_field),
+                ("message_field", &c.message_field),
+                ("level_field", &c.level_field),
+                ("service_field", &c.service_field),
+                ("namespace_field", &c.namespace_field),
+            ] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    err(
+                        key,
+                        "must not be empty; remove it to use the default".into(),
+                    );
+                }
+            }
         }
         SourceSpec::Datadog(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);

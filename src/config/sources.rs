@@ -177,6 +177,9 @@ pub struct ElasticsearchConfig {
     pub indices: Option<IndexPatterns>,
     #[serde(default)]
     pub service_field: Option<String>,
+    /// Field that a `namespaces` grant narrows by (default `kubernetes.namespace`).
+    #[serde(default)]
+    pub namespace_field: Option<String>,
     #[serde(default)]
     pub timestamp_field: Option<String>,
     /// Default `log.level` (ECS).

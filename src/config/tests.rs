@@ -182,6 +182,78 @@ squads:
     assert!(has("already bound to squad"), "{errs:#?}");
 }
 
+/// Elasticsearch/OpenSearch grants take `namespaces` (beside `indices` and
+/// `services`); other kinds that have no namespaces refuse them, and empty names
+/// are errors, each with its path.
+#[test]
+fn namespace_grants_are_checked_per_kind() {
+    let sources = r#"
+data_sources:
+  elasticsearch:
+    name: logs
+    hosts: ["http://127.0.0.1:9200"]
+    namespace_field: ""
+  opensearch:
+    name: os
+    hosts: ["http://127.0.0.1:9201"]
+    namespace_field: k8s.ns
+  databases:
+    - {name: db1, type: postgresql, host: h, database: d}
+  apm:
+    datadog:
+      api_key: k
+"#;
+    let squads = r#"
+squads:
+  pay:
+    members: {slack: [U1]}
+    grants:
+      - source: logs
+        namespaces: [payment, ""]
+      - source: os
+        namespaces: []
+      - source: db1
+        namespaces: [payment]
+      - source: datadog
+        namespaces: [payment]
+"#;
+    let errs = errors(sources, Some(squads), &[]);
+    let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
+    assert!(
+        has("data_sources.elasticsearch.namespace_field: must not be empty"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[0].namespaces[1]: must not be empty"),
+        "{errs:#?}"
+    );
+    assert!(
+        !errs.iter().any(|e| e.contains("grants[0].namespaces:")),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[1].namespaces: an empty list grants nothing"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[2].namespaces: `namespaces` does not apply to postgresql source `db1`"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("squads.pay.grants[3].namespaces: `namespaces` does not apply to datadog source `datadog`"),
+        "{errs:#?}"
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+
+    let fine = "  pay:\n    members: {slack: [U1]}\n    grants:\n      - {source: logs, namespaces: [payment], services: [checkout]}\n      - {source: os, namespaces: [payment]}\n";
+    let errs = errors(
+        &sources.replace("namespace_field: \"\"", "namespace_field: ns"),
+        Some(&format!("squads:\n{fine}")),
+        &[],
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
 #[test]
 fn sqlite_needs_a_path_and_no_host() {
     let errs = errors(

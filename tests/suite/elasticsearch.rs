@@ -5,7 +5,8 @@
 //! version differences of `hits.total` (a number before 7, an object since, and in
 //! OpenSearch). It checks what it receives: auth, content type (no
 //! Elasticsearch-only compatibility header), that every query carries the time
-//! range, and which indices are searched.
+//! range (and, when a test asks, the namespace filter of a grant), and which
+//! indices are searched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -43,7 +44,14 @@ struct Seen {
     pits_opened: u32,
     /// Ids handed out so far (each one is new).
     pit_serial: u32,
+    /// When set, every query must carry a `terms` filter on
+    /// `kubernetes.namespace` whose values all lie in this list.
+    namespace_filter: Option<Vec<String>>,
+    /// Queries checked against `namespace_filter`.
+    namespace_checked: u32,
 }
+
+const NAMESPACE_FIELD: &str = "kubernetes.namespace";
 
 struct Fake {
     docs: Vec<(String, Value)>,
@@ -110,6 +118,27 @@ impl Fake {
         if !has_range {
             seen.violations
                 .push(format!("query without a time range: {body}"));
+        }
+        if let Some(granted) = seen.namespace_filter.clone() {
+            seen.namespace_checked += 1;
+            let limited = filters.is_some_and(|f| {
+                f.iter().any(|c| {
+                    c.get("terms")
+                        .and_then(|t| t.get(NAMESPACE_FIELD))
+                        .and_then(Value::as_array)
+                        .is_some_and(|values| {
+                            !values.is_empty()
+                                && values.iter().all(|v| {
+                                    v.as_str().is_some_and(|v| granted.iter().any(|g| g == v))
+                                })
+                        })
+                })
+            });
+            if !limited {
+                seen.violations.push(format!(
+                    "{path}: query without a namespace filter within {granted:?}: {body}"
+                ));
+            }
         }
         if seen.throttle > 0 {
             seen.throttle -= 1;
@@ -558,7 +587,9 @@ async fn count(
 }
 
 /// 20 minutes of payment and identity logs, one line a second each; from 10:15
-/// payment also logs a rare gateway error every 40 seconds.
+/// payment also logs a rare gateway error every 40 seconds. A third of the
+/// payment lines come from the `payment-canary` namespace, the rest (errors
+/// included) from `payment`; identity lines from `identity`.
 fn documents() -> Vec<(String, Value)> {
     let base = Utc
         .with_ymd_and_hms(2024, 5, 1, 10, 0, 0)
@@ -570,16 +601,16 @@ fn documents() -> Vec<(String, Value)> {
         let ts = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         docs.push((
             "logs-payment-2024.05.01".to_string(),
-            json!({"@timestamp": ts, "service": {"name": "checkout"}, "log": {"level": "INFO"}, "message": format!("GET /cart/{} 200 in {}ms", i % 97, 5 + i % 13), "user": {"email": format!("u{i}@shop.example")}}),
+            json!({"@timestamp": ts, "service": {"name": "checkout"}, "kubernetes": {"namespace": if i % 3 == 0 { "payment-canary" } else { "payment" }}, "log": {"level": "INFO"}, "message": format!("GET /cart/{} 200 in {}ms", i % 97, 5 + i % 13), "user": {"email": format!("u{i}@shop.example")}}),
         ));
         docs.push((
             "logs-identity-2024.05.01".to_string(),
-            json!({"@timestamp": ts, "service": {"name": "login"}, "log": {"level": "ERROR"}, "message": "identity secret material"}),
+            json!({"@timestamp": ts, "service": {"name": "login"}, "kubernetes": {"namespace": "identity"}, "log": {"level": "ERROR"}, "message": "identity secret material"}),
         ));
         if i >= 900 && i % 40 == 0 {
             docs.push((
                 "logs-payment-2024.05.01".to_string(),
-                json!({"@timestamp": ts, "service": {"name": "checkout"}, "log": {"level": "ERROR"}, "message": format!("payment gateway timeout after 30000ms order={}", 5000 + i)}),
+                json!({"@timestamp": ts, "service": {"name": "checkout"}, "kubernetes": {"namespace": "payment"}, "log": {"level": "ERROR"}, "message": format!("payment gateway timeout after 30000ms order={}", 5000 + i)}),
             ));
         }
     }
@@ -1191,5 +1222,271 @@ async fn tls_with_a_custom_ca() {
             said.contains("certificate is not trusted") && said.contains("`ca_cert`"),
             "{said}"
         );
+    }
+}
+
+const NAMESPACE_SQUADS: &str = r#"
+squads:
+  payment:
+    members:
+      slack: [U_PAY]
+    grants:
+      - source: logs
+        indices: ["logs-payment-*"]
+        namespaces: [payment, payment-canary]
+  canary:
+    members:
+      slack: [U_CAN]
+    grants:
+      - source: logs
+        namespaces: [payment-canary]
+"#;
+
+/// The indices the hits came from.
+fn indices_of(content: &Content) -> std::collections::BTreeSet<String> {
+    let Content::Json(value) = content else {
+        panic!("json")
+    };
+    value["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| h["index"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The namespaces of the hits, read from the documents as returned (NDJSON).
+fn ndjson_namespaces(output: &ToolOutput) -> std::collections::BTreeSet<String> {
+    let text = output
+        .attachments
+        .iter()
+        .find(|a| a.name == "hits.ndjson")
+        .map(|a| String::from_utf8_lossy(&a.bytes).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|hit| {
+            hit.pointer("/_source/kubernetes/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("(none)")
+                .to_string()
+        })
+        .collect()
+}
+
+fn table_of(output: &ToolOutput) -> Vec<Vec<Value>> {
+    match &output.content {
+        Content::Table(t) => t.rows.clone(),
+        Content::Json(_) | Content::Text(_) => panic!("table expected"),
+    }
+}
+
+/// A `namespaces` grant puts a `terms` filter on `kubernetes.namespace` into
+/// every query (search pages through a point in time and through plain
+/// search_after, counts, both aggregations); a `namespace` argument narrows to
+/// one granted namespace, and one outside the grant is refused before anything
+/// is sent.
+#[tokio::test]
+async fn namespace_grant_filters_every_query() {
+    for flavor in [Flavor::Es8, Flavor::Es6, Flavor::OpenSearch] {
+        let (fake, url) = start(flavor, "ApiKey k").await;
+        let kind = match flavor {
+            Flavor::OpenSearch => "opensearch",
+            Flavor::Es6 | Flavor::Es8 => "elasticsearch",
+        };
+        let h = Harness::new(parse_config(
+            &sources(kind, &url, "    api_key: k\n"),
+            NAMESPACE_SQUADS,
+        ))
+        .await;
+        let granted = |list: &[&str]| {
+            fake.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .namespace_filter = Some(list.iter().map(|s| s.to_string()).collect());
+        };
+
+        // The model is told which namespaces it may name.
+        let offered = h.gate.tools_for(&h.access("U_PAY"));
+        let search = offered
+            .iter()
+            .find(|t| t.spec.name == "search_logs")
+            .expect("search_logs offered");
+        assert_eq!(
+            search.spec.input_schema["properties"]["namespace"]["enum"],
+            json!(["payment", "payment-canary"])
+        );
+        assert!(
+            search
+                .spec
+                .description
+                .contains("namespaces payment, payment-canary"),
+            "{}",
+            search.spec.description
+        );
+
+        granted(&["payment", "payment-canary"]);
+        // 1200 of the 1207 payment documents, in three pages.
+        let output = call(
+            &h,
+            "U_PAY",
+            "search_logs",
+            with(window(), json!({"limit": 1200})),
+        )
+        .await
+        .expect("search");
+        assert!(
+            output.statement.contains("(3 page(s))"),
+            "{}",
+            output.statement
+        );
+        assert_eq!(
+            ndjson_namespaces(&output),
+            ["payment", "payment-canary"]
+                .map(str::to_string)
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(
+            indices_of(&output.content),
+            ["logs-payment-2024.05.01".to_string()]
+                .into_iter()
+                .collect()
+        );
+        // Narrowed to one granted namespace: the grant's filter stays, the
+        // argument adds its own.
+        let output = call(
+            &h,
+            "U_PAY",
+            "count",
+            with(window(), json!({"namespace": "payment-canary"})),
+        )
+        .await
+        .expect("count");
+        assert_eq!(table_of(&output)[0][0], json!(400));
+        assert!(
+            output.statement.contains(
+                r#"{"terms":{"kubernetes.namespace":["payment","payment-canary"]}},{"term":{"kubernetes.namespace":"payment-canary"}}"#
+            ),
+            "{}",
+            output.statement
+        );
+        let output = call(
+            &h,
+            "U_PAY",
+            "search_logs",
+            with(window(), json!({"namespace": "payment", "limit": 900})),
+        )
+        .await
+        .expect("narrowed search");
+        assert_eq!(
+            ndjson_namespaces(&output),
+            ["payment".to_string()].into_iter().collect()
+        );
+        let output = call(
+            &h,
+            "U_PAY",
+            "count_over_time",
+            with(
+                window(),
+                json!({"namespace": "payment-canary", "interval": "5m"}),
+            ),
+        )
+        .await
+        .expect("histogram");
+        let Content::Json(value) = &output.content else {
+            panic!("json")
+        };
+        let series = metrics::series_from_json(value).expect("series");
+        let sum: f64 = series[0].points.iter().map(|(_, n)| n).sum();
+        assert_eq!(sum, 400.0);
+        let output = call(
+            &h,
+            "U_PAY",
+            "top_values",
+            with(window(), json!({"field": "kubernetes.namespace"})),
+        )
+        .await
+        .expect("terms");
+        assert_eq!(
+            table_of(&output),
+            vec![
+                vec![json!("payment"), json!(807)],
+                vec![json!("payment-canary"), json!(400)]
+            ]
+        );
+
+        // Outside the grant: refused with the granted list, and nothing is sent.
+        let requests = || fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0);
+        let before = requests();
+        for tool in ["search_logs", "count", "count_over_time"] {
+            let err = call(
+                &h,
+                "U_PAY",
+                tool,
+                with(window(), json!({"namespace": "identity"})),
+            )
+            .await
+            .expect_err("a namespace outside the grant");
+            let text = err.to_string();
+            assert!(
+                text.contains("namespace `identity` is outside your grant on `logs` (granted: payment, payment-canary)"),
+                "{text}"
+            );
+        }
+        let err = call(
+            &h,
+            "U_PAY",
+            "top_values",
+            with(
+                window(),
+                json!({"field": "message", "namespace": "identity"}),
+            ),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains("outside your grant"), "{err}");
+        assert_eq!(requests(), before, "a refused call reached the cluster");
+
+        // A squad granted every index but one namespace sees only that one, in
+        // every configured pattern (identity documents included in the indices).
+        granted(&["payment-canary"]);
+        let output = call(&h, "U_CAN", "count", window()).await.expect("count");
+        assert_eq!(table_of(&output)[0][0], json!(400));
+        let output = call(
+            &h,
+            "U_CAN",
+            "search_logs",
+            with(window(), json!({"limit": 1000})),
+        )
+        .await
+        .expect("search");
+        assert_eq!(
+            ndjson_namespaces(&output),
+            ["payment-canary".to_string()].into_iter().collect()
+        );
+        let err = call(
+            &h,
+            "U_CAN",
+            "count",
+            with(window(), json!({"namespace": "payment"})),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains("outside your grant"), "{err}");
+
+        let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        // Search pages, counts and aggregations were all checked.
+        assert!(seen.namespace_checked >= 9, "{}", seen.namespace_checked);
+        let pit_pages = seen
+            .requests
+            .iter()
+            .filter(|(path, _)| path == "/_search")
+            .count();
+        match flavor {
+            Flavor::Es8 | Flavor::OpenSearch => assert!(pit_pages >= 4, "{pit_pages}"),
+            Flavor::Es6 => assert_eq!(pit_pages, 0),
+        }
     }
 }

@@ -9,9 +9,11 @@
 //!
 //! Scope: the indices searched are the configured patterns, narrowed by the grant's
 //! `indices` (a granted pattern counts only where it lies within a configured one);
-//! a grant with `services` adds a `terms` filter on the service field to every
-//! query, aggregations included. Hits are returned whole as evidence (and as an
-//! NDJSON attachment); the model gets them grouped by message template.
+//! a grant with `services` or `namespaces` adds a `terms` filter on the service
+//! or namespace field to every query, aggregations and every page included; a
+//! `service` or `namespace` argument outside the grant is refused, never widened.
+//! Hits are returned whole as evidence (and as an NDJSON attachment); the model
+//! gets them grouped by message template.
 
 mod query;
 
@@ -84,6 +86,7 @@ pub struct ElasticsearchSource {
 pub struct Fields {
     pub timestamp: String,
     pub service: String,
+    pub namespace: String,
     pub level: String,
     pub message: String,
 }
@@ -217,6 +220,10 @@ impl ElasticsearchSource {
                     .service_field
                     .clone()
                     .unwrap_or_else(|| "service.name".into()),
+                namespace: config
+                    .namespace_field
+                    .clone()
+                    .unwrap_or_else(|| "kubernetes.namespace".into()),
                 level: config
                     .level_field
                     .clone()
@@ -285,6 +292,24 @@ impl ElasticsearchSource {
                 )));
             }
         }
+        let namespace = arg_opt_str(tool, args, "namespace")?.map(str::to_string);
+        if let Some(ns) = &namespace {
+            if ns.trim().is_empty() || ns.len() > 253 {
+                return Err(Error::BadArguments {
+                    tool: tool.into(),
+                    message: "`namespace` must be 1 to 253 characters".into(),
+                });
+            }
+            if let Some(granted) = &grant.namespaces {
+                if !granted.iter().any(|g| g == ns) {
+                    return Err(Error::Refused(format!(
+                        "namespace `{ns}` is outside your grant on `{}` (granted: {})",
+                        self.name,
+                        granted.join(", ")
+                    )));
+                }
+            }
+        }
         let text = arg_opt_str(tool, args, "text")?.map(str::to_string);
         if text.as_ref().is_some_and(|t| t.len() > 1000) {
             return Err(Error::BadArguments {
@@ -299,6 +324,8 @@ impl ElasticsearchSource {
             level: arg_opt_str(tool, args, "level")?.map(str::to_string),
             text,
             granted_services: grant.services.clone(),
+            namespace,
+            granted_namespaces: grant.namespaces.clone(),
         })
     }
 
@@ -411,7 +438,16 @@ impl ElasticsearchSource {
         reject_unknown_args(
             tool,
             args,
-            &["start", "end", "service", "level", "text", "index", "limit"],
+            &[
+                "start",
+                "end",
+                "service",
+                "namespace",
+                "level",
+                "text",
+                "index",
+                "limit",
+            ],
         )?;
         let index = self.target(tool, args, grant)?;
         let filters = self.filters(tool, args, grant)?;
@@ -609,7 +645,15 @@ impl ElasticsearchSource {
         reject_unknown_args(
             tool,
             args,
-            &["start", "end", "service", "level", "text", "index"],
+            &[
+                "start",
+                "end",
+                "service",
+                "namespace",
+                "level",
+                "text",
+                "index",
+            ],
         )?;
         let index = self.target(tool, args, grant)?;
         let filters = self.filters(tool, args, grant)?;
@@ -647,7 +691,14 @@ impl ElasticsearchSource {
             tool,
             args,
             &[
-                "start", "end", "service", "level", "text", "index", "interval",
+                "start",
+                "end",
+                "service",
+                "namespace",
+                "level",
+                "text",
+                "index",
+                "interval",
             ],
         )?;
         let index = self.target(tool, args, grant)?;
@@ -701,6 +752,9 @@ impl ElasticsearchSource {
         if let Some(s) = &filters.service {
             labels.insert("service".into(), s.clone());
         }
+        if let Some(n) = &filters.namespace {
+            labels.insert("namespace".into(), n.clone());
+        }
         if let Some(l) = &filters.level {
             labels.insert("level".into(), l.clone());
         }
@@ -734,7 +788,15 @@ impl ElasticsearchSource {
             tool,
             args,
             &[
-                "field", "start", "end", "service", "level", "text", "index", "size",
+                "field",
+                "start",
+                "end",
+                "service",
+                "namespace",
+                "level",
+                "text",
+                "index",
+                "size",
             ],
         )?;
         let field = arg_str(tool, args, "field")?;
@@ -962,10 +1024,18 @@ fn schema(extra: &[(&str, Value)], required: &[&str]) -> Value {
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
-fn filter_props(allowed: &[String], services: Option<&Vec<String>>) -> Vec<(&'static str, Value)> {
+fn filter_props(
+    allowed: &[String],
+    services: Option<&Vec<String>>,
+    namespaces: Option<&Vec<String>>,
+) -> Vec<(&'static str, Value)> {
     let mut service = json!({"type": "string", "description": "Exact service name."});
     if let Some(list) = services {
         service["enum"] = json!(list);
+    }
+    let mut namespace = json!({"type": "string", "description": "Exact Kubernetes namespace."});
+    if let Some(list) = namespaces {
+        namespace["enum"] = json!(list);
     }
     vec![
         (
@@ -977,6 +1047,7 @@ fn filter_props(allowed: &[String], services: Option<&Vec<String>>) -> Vec<(&'st
             json!({"type": "string", "description": "End: same forms; default now."}),
         ),
         ("service", service),
+        ("namespace", namespace),
         (
             "level",
             json!({"type": "string", "description": "Log level, e.g. ERROR (matched in any case)."}),
@@ -1012,14 +1083,20 @@ impl Source for ElasticsearchSource {
             "opensearch" => "OpenSearch",
             _ => "Elasticsearch",
         };
-        let scope = match &grant.services {
-            Some(list) => format!(
+        let mut scope = String::new();
+        if let Some(list) = &grant.services {
+            scope.push_str(&format!(
                 " Only documents of the services {} are visible to you.",
                 list.join(", ")
-            ),
-            None => String::new(),
-        };
-        let filters = filter_props(&allowed, grant.services.as_ref());
+            ));
+        }
+        if let Some(list) = &grant.namespaces {
+            scope.push_str(&format!(
+                " Only documents of the namespaces {} are visible to you.",
+                list.join(", ")
+            ));
+        }
+        let filters = filter_props(&allowed, grant.services.as_ref(), grant.namespaces.as_ref());
         let with = |extra: Vec<(&'static str, Value)>| {
             let mut all = filters.clone();
             all.extend(extra);
@@ -1029,7 +1106,7 @@ impl Source for ElasticsearchSource {
             ToolSpec {
                 name: TOOL_SEARCH.into(),
                 description: format!(
-                    "Search log documents in {product} `{name}` (indices {}), newest first. You get the hits grouped by message template (count, first/last seen, levels, one example) plus the newest few; all hits are kept as evidence. Filter by time, service, level and words.{scope}",
+                    "Search log documents in {product} `{name}` (indices {}), newest first. You get the hits grouped by message template (count, first/last seen, levels, one example) plus the newest few; all hits are kept as evidence. Filter by time, service, namespace, level and words.{scope}",
                     allowed.join(", ")
                 ),
                 input_schema: schema(
@@ -1136,13 +1213,19 @@ impl Source for ElasticsearchSource {
             .as_ref()
             .map(|s| format!("; services {}", s.join(", ")))
             .unwrap_or_default();
+        let namespaces = grant
+            .namespaces
+            .as_ref()
+            .map(|n| format!("; namespaces {}", n.join(", ")))
+            .unwrap_or_default();
         Ok(format!(
-            "{} `{}`: indices {}{services}; fields: time `{}`, service `{}`, level `{}`, message `{}`",
+            "{} `{}`: indices {}{services}{namespaces}; fields: time `{}`, service `{}`, namespace `{}`, level `{}`, message `{}`",
             self.kind,
             self.name,
             allowed.join(", "),
             self.fields.timestamp,
             self.fields.service,
+            self.fields.namespace,
             self.fields.level,
             self.fields.message
         ))

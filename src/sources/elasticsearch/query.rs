@@ -16,6 +16,10 @@ pub struct Filters {
     pub text: Option<String>,
     /// The grant's services: always a filter when set, whatever else is asked.
     pub granted_services: Option<Vec<String>>,
+    /// One namespace asked for (within the grant when the grant has namespaces).
+    pub namespace: Option<String>,
+    /// The grant's namespaces: always a filter when set, like `granted_services`.
+    pub granted_namespaces: Option<Vec<String>>,
 }
 
 /// Index patterns: lowercase names, `*`, `.`, `-`, `_`; no commas, exclusions
@@ -63,6 +67,12 @@ pub fn bool_query(fields: &Fields, filters: &Filters) -> Value {
     }
     if let Some(service) = &filters.service {
         clauses.push(json!({"term": {fields.service.as_str(): service}}));
+    }
+    if let Some(granted) = &filters.granted_namespaces {
+        clauses.push(json!({"terms": {fields.namespace.as_str(): granted}}));
+    }
+    if let Some(namespace) = &filters.namespace {
+        clauses.push(json!({"term": {fields.namespace.as_str(): namespace}}));
     }
     if let Some(level) = &filters.level {
         // Levels are stored as written (ERROR, error, Error); match the usual spellings.
