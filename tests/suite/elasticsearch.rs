@@ -6,7 +6,8 @@
 //! OpenSearch). It checks what it receives: auth, content type (no
 //! Elasticsearch-only compatibility header), that every query carries the time
 //! range (and, when a test asks, the namespace filter of a grant), and which
-//! indices are searched.
+//! indices are searched. It can fail shards (documents on them are missing from
+//! the answer, as in a real cluster) and time out searches, both in 200 answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,17 @@ struct Seen {
     namespace_filter: Option<Vec<String>>,
     /// Queries checked against `namespace_filter`.
     namespace_checked: u32,
+    /// Shards that fail: documents on them are left out of answers.
+    shard_failure: Option<ShardFailure>,
+    /// Searches answer `timed_out: true`.
+    time_out: bool,
+}
+
+#[derive(Clone)]
+struct ShardFailure {
+    total: u64,
+    failed: u64,
+    kind: &'static str,
 }
 
 const NAMESPACE_FIELD: &str = "kubernetes.namespace";
@@ -154,8 +166,16 @@ impl Fake {
         None
     }
 
-    /// Documents of `indices` that pass every filter clause, in sort order.
+    /// Documents of `indices` that pass every filter clause, in sort order,
+    /// leaving out those on failed shards (document `pos` lives on shard
+    /// `pos % total`; shards `0..failed` fail).
     fn matching(&self, indices: &str, body: &Value) -> Vec<(usize, &(String, Value))> {
+        let failure = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shard_failure
+            .clone();
         let patterns: Vec<regex::Regex> = indices.split(',').map(glob).collect();
         let clauses = body
             .pointer("/query/bool/filter")
@@ -167,6 +187,11 @@ impl Fake {
             .iter()
             .enumerate()
             .filter(|(_, (index, _))| patterns.iter().any(|p| p.is_match(index)))
+            .filter(|(pos, _)| {
+                failure
+                    .as_ref()
+                    .is_none_or(|f| (*pos as u64) % f.total >= f.failed)
+            })
             .filter(|(_, (_, doc))| clauses.iter().all(|c| passes(doc, c)))
             .collect();
         out.sort_by_key(|(pos, (_, doc))| {
@@ -257,6 +282,28 @@ async fn search(
 }
 
 impl Fake {
+    /// `_shards` of an answer on `indices`, with a `failures` entry per failed
+    /// shard as Elasticsearch lists them.
+    fn shards(&self, indices: &str) -> Value {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match &seen.shard_failure {
+            None => json!({"total": 1, "successful": 1, "skipped": 0, "failed": 0}),
+            Some(f) => {
+                let failures: Vec<Value> = (0..f.failed)
+                    .map(|shard| {
+                        json!({
+                            "shard": shard,
+                            "index": indices.split(',').next().unwrap_or(""),
+                            "node": "n1",
+                            "reason": {"type": f.kind, "reason": format!("shard {shard} failed")}
+                        })
+                    })
+                    .collect();
+                json!({"total": f.total, "successful": f.total - f.failed, "skipped": 0, "failed": f.failed, "failures": failures})
+            }
+        }
+    }
+
     fn violation(&self, what: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.violations.push(what.to_string());
@@ -497,9 +544,10 @@ fn search_in(fake: &Fake, indices: &str, body: &Value) -> Result<Value, Box<Resp
             json!({"_index": index, "_id": format!("d{pos}"), "_score": null, "_source": doc, "sort": [t, pos]})
         })
         .collect();
+    let timed_out = fake.seen.lock().map(|s| s.time_out).unwrap_or_default();
     let mut response = json!({
-        "took": 3, "timed_out": false,
-        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "took": 3, "timed_out": timed_out,
+        "_shards": fake.shards(indices),
         "hits": {"total": total, "max_score": null, "hits": hits}
     });
     if let Some(hist) = body.pointer("/aggs/over_time/date_histogram") {
@@ -580,10 +628,7 @@ async fn count(
         return response;
     }
     let n = fake.matching(&indices, &body).len();
-    axum::Json(
-        json!({"count": n, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}),
-    )
-    .into_response()
+    axum::Json(json!({"count": n, "_shards": fake.shards(&indices)})).into_response()
 }
 
 /// 20 minutes of payment and identity logs, one line a second each; from 10:15
@@ -1489,4 +1534,140 @@ async fn namespace_grant_filters_every_query() {
             Flavor::Es6 => assert_eq!(pit_pages, 0),
         }
     }
+}
+
+/// Failed shards and timed-out searches in 200 answers are said first in the
+/// note of every tool (and so in the model's view), with the counts the cluster
+/// could still give.
+#[tokio::test]
+async fn partial_results_are_said() {
+    let (fake, url) = start(Flavor::Es8, "ApiKey k").await;
+    let h = Harness::new(parse_config(
+        &sources("elasticsearch", &url, "    api_key: k\n"),
+        SQUADS,
+    ))
+    .await;
+    let complete = call(&h, "U_PAY", "count", window()).await.expect("count");
+    assert_eq!(table_of(&complete)[0][0], json!(1207));
+    assert_eq!(complete.note, None);
+
+    fake.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .shard_failure = Some(ShardFailure {
+        total: 5,
+        failed: 2,
+        kind: "query_shard_exception",
+    });
+    let said = "PARTIAL RESULTS: 2 of 5 shards failed (query_shard_exception)";
+    let note = |o: &ToolOutput| o.note.clone().unwrap_or_default();
+
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 1200})),
+    )
+    .await
+    .expect("search through a point in time");
+    assert!(note(&output).starts_with(said), "{:?}", output.note);
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    let total = value["total"].as_u64().unwrap_or(0);
+    assert!(total > 0 && total < 1207, "{total}");
+    // The model reads it beside the numbers it qualifies.
+    let item = EvidenceItem {
+        id: "E1".into(),
+        source: "logs".into(),
+        kind: "elasticsearch".into(),
+        tool: "search_logs".into(),
+        arguments: json!({}),
+        statement: output.statement.clone(),
+        at: Utc::now(),
+        duration_ms: 1,
+        content: Some(output.content.clone()),
+        error: None,
+        note: output.note.clone(),
+        attachments: output.attachments.clone(),
+    };
+    assert!(compact_for_model(&item, 4_000).contains(said));
+
+    let output = call(&h, "U_PAY", "count", window()).await.expect("count");
+    assert_eq!(note(&output), said);
+    let counted = table_of(&output)[0][0].as_u64().unwrap_or(0);
+    assert!(counted > 0 && counted < 1207, "{counted}");
+
+    let output = call(
+        &h,
+        "U_PAY",
+        "count_over_time",
+        with(window(), json!({"interval": "1m"})),
+    )
+    .await
+    .expect("histogram");
+    assert_eq!(note(&output), said);
+
+    let output = call(
+        &h,
+        "U_OPS",
+        "top_values",
+        with(window(), json!({"field": "service.name", "size": 1})),
+    )
+    .await
+    .expect("terms");
+    assert!(note(&output).starts_with(said), "{:?}", output.note);
+    assert!(
+        note(&output).ends_with("hits have other values"),
+        "{:?}",
+        output.note
+    );
+
+    // A search that ran out of time, shards all well.
+    {
+        let mut seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.shard_failure = None;
+        seen.time_out = true;
+    }
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 10})),
+    )
+    .await
+    .expect("search");
+    assert!(
+        note(&output).starts_with("PARTIAL RESULTS: search timed out"),
+        "{:?}",
+        output.note
+    );
+    let output = call(
+        &h,
+        "U_PAY",
+        "count_over_time",
+        with(window(), json!({"interval": "1m"})),
+    )
+    .await
+    .expect("histogram");
+    assert_eq!(note(&output), "PARTIAL RESULTS: search timed out");
+    let output = call(
+        &h,
+        "U_PAY",
+        "top_values",
+        with(window(), json!({"field": "log.level"})),
+    )
+    .await
+    .expect("terms");
+    assert_eq!(note(&output), "PARTIAL RESULTS: search timed out");
+    // `_count` has no time-out flag; it stays complete.
+    let output = call(&h, "U_PAY", "count", window()).await.expect("count");
+    assert_eq!(output.note, None);
+
+    let violations = fake
+        .seen
+        .lock()
+        .map(|s| s.violations.clone())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
 }

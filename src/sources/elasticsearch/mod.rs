@@ -14,6 +14,9 @@
 //! `service` or `namespace` argument outside the grant is refused, never widened.
 //! Hits are returned whole as evidence (and as an NDJSON attachment); the model
 //! gets them grouped by message template.
+//!
+//! A 200 answer can still be incomplete (failed shards, `timed_out`); every tool
+//! says so first in its note, since counts and hits are then too low.
 
 mod query;
 
@@ -37,7 +40,7 @@ use crate::evidence::patterns::{Drain, DrainConfig};
 use crate::evidence::{Attachment, Column, Content, Table};
 use crate::sources::logfile::wildcard_match;
 
-pub use query::{within, Filters};
+pub use query::{within, Filters, Partial};
 
 pub const TOOL_SEARCH: &str = "search_logs";
 pub const TOOL_COUNT: &str = "count";
@@ -455,10 +458,7 @@ impl ElasticsearchSource {
             .unwrap_or(DEFAULT_LIMIT)
             .clamp(1, self.max_hits);
         let deadline = Instant::now() + ctx.timeout;
-        let mut hits: Vec<Value> = Vec::new();
-        let mut total: Option<(u64, bool)> = None;
-        let mut pages = 0;
-        let mut notes = Vec::new();
+        let mut paged = Paged::default();
         // More than one page: page through one point in time, so documents indexed
         // or refreshed meanwhile neither shift nor repeat hits across pages.
         let mut pit = if limit > PAGE_SIZE {
@@ -466,16 +466,23 @@ impl ElasticsearchSource {
         } else {
             None
         };
-        let paged = self
-            .page_hits(
-                &filters, &index, limit, deadline, &mut pit, &mut hits, &mut total, &mut pages,
-                &mut notes,
-            )
+        let outcome = self
+            .page_hits(&filters, &index, limit, deadline, &mut pit, &mut paged)
             .await;
         if let Some(id) = pit {
             self.close_pit(&id).await;
         }
-        paged?;
+        outcome?;
+        let Paged {
+            hits,
+            total,
+            pages,
+            notes: paging_notes,
+            partial,
+        } = paged;
+        // Partial results first: they qualify every number after them.
+        let mut notes: Vec<String> = partial.note().into_iter().collect();
+        notes.extend(paging_notes);
         let (total_count, exact) = total.unwrap_or((hits.len() as u64, true));
         if total_count > hits.len() as u64 {
             notes.push(format!(
@@ -512,7 +519,7 @@ impl ElasticsearchSource {
     }
 
     /// The search_after loop of `search_logs`, through `pit` when one is open.
-    #[allow(clippy::too_many_arguments)]
+    /// What it gathered stays in `paged` even when a later page fails.
     async fn page_hits(
         &self,
         filters: &query::Filters,
@@ -520,11 +527,15 @@ impl ElasticsearchSource {
         limit: u64,
         deadline: Instant,
         pit: &mut Option<String>,
-        hits: &mut Vec<Value>,
-        total: &mut Option<(u64, bool)>,
-        pages: &mut u32,
-        notes: &mut Vec<String>,
+        paged: &mut Paged,
     ) -> Result<()> {
+        let Paged {
+            hits,
+            total,
+            pages,
+            notes,
+            partial,
+        } = paged;
         let mut search_after: Option<Value> = None;
         while (hits.len() as u64) < limit {
             let size = (limit - hits.len() as u64).min(PAGE_SIZE);
@@ -544,6 +555,7 @@ impl ElasticsearchSource {
             };
             let response = self.post(&path, &body, remaining).await?;
             *pages += 1;
+            partial.add(&response);
             // Elasticsearch may hand out a new id with each page; the newest counts.
             if let (Some(id), Some(newer)) =
                 (pit.as_mut(), response.get("pit_id").and_then(Value::as_str))
@@ -675,7 +687,7 @@ impl ElasticsearchSource {
         Ok(ToolOutput {
             statement: format!("POST /{index}/_count {body}"),
             content: Content::Table(table),
-            note: None,
+            note: partial_note(&response),
             attachments: Vec::new(),
         })
     }
@@ -772,7 +784,7 @@ impl ElasticsearchSource {
         Ok(ToolOutput {
             statement: format!("POST /{index}/_search {body}"),
             content: Content::Json(metrics::series_to_json(&series, interval)),
-            note: None,
+            note: partial_note(&response),
             attachments: chart.into_iter().collect(),
         })
     }
@@ -853,13 +865,34 @@ impl ElasticsearchSource {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         table.total_rows = Some(table.rows.len() as u64);
+        let notes: Vec<String> = partial_note(&response)
+            .into_iter()
+            .chain((others > 0).then(|| format!("{others} hits have other values")))
+            .collect();
         Ok(ToolOutput {
             statement: format!("POST /{index}/_search {body}"),
             content: Content::Table(table),
-            note: (others > 0).then(|| format!("{others} hits have other values")),
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
             attachments: Vec::new(),
         })
     }
+}
+
+/// What the pages of one `search_logs` gathered.
+#[derive(Default)]
+struct Paged {
+    hits: Vec<Value>,
+    total: Option<(u64, bool)>,
+    pages: u32,
+    notes: Vec<String>,
+    partial: Partial,
+}
+
+/// The partial-results note of a single response, if it was incomplete.
+fn partial_note(response: &Value) -> Option<String> {
+    let mut partial = Partial::default();
+    partial.add(response);
+    partial.note()
 }
 
 /// One hit as the compact view uses it (shared with the other log sources).

@@ -138,6 +138,64 @@ pub fn total_hits(response: &Value) -> Option<(u64, bool)> {
     }
 }
 
+/// What a 2xx answer says about its own completeness: shards that failed and a
+/// search that ran out of time both leave hits, counts and buckets short, yet the
+/// status is 200. Pages of one search are merged into one of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partial {
+    pub failed: u64,
+    pub total: u64,
+    /// The `reason.type` of the first failure listed.
+    pub reason: Option<String>,
+    pub timed_out: bool,
+}
+
+impl Partial {
+    /// Folds one response's `_shards` and `timed_out` into what is known so far.
+    /// Pages of one search see the same shards, so the worst page counts.
+    pub fn add(&mut self, response: &Value) {
+        if response.get("timed_out").and_then(Value::as_bool) == Some(true) {
+            self.timed_out = true;
+        }
+        let Some(shards) = response.get("_shards") else {
+            return;
+        };
+        let failed = shards.get("failed").and_then(Value::as_u64).unwrap_or(0);
+        if failed == 0 {
+            return;
+        }
+        let total = shards.get("total").and_then(Value::as_u64).unwrap_or(0);
+        if failed > self.failed {
+            self.failed = failed;
+            self.total = total.max(failed);
+        }
+        if self.reason.is_none() {
+            self.reason = shards
+                .pointer("/failures/0/reason/type")
+                .and_then(Value::as_str)
+                // The type comes from the server; keep it a short identifier.
+                .map(|t| t.chars().take(100).collect());
+        }
+    }
+
+    /// The note's words, or None when the answer was complete.
+    pub fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.failed > 0 {
+            parts.push(format!(
+                "PARTIAL RESULTS: {} of {} shards failed ({})",
+                self.failed,
+                self.total,
+                self.reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+        if self.timed_out {
+            parts.push("PARTIAL RESULTS: search timed out".to_string());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +226,35 @@ mod tests {
             assert!(check_index_pattern(p).is_err(), "{p}");
         }
         assert!(check_index_pattern("logs-*").is_ok());
+    }
+
+    #[test]
+    fn shard_failures_and_timeouts_are_partial() {
+        let mut p = Partial::default();
+        p.add(&json!({"timed_out": false, "_shards": {"total": 5, "successful": 5, "failed": 0}}));
+        assert_eq!(p.note(), None);
+        p.add(&json!({"timed_out": false, "_shards": {"total": 5, "successful": 3, "failed": 2, "failures": [
+            {"shard": 1, "index": "logs-a", "reason": {"type": "query_shard_exception", "reason": "x"}},
+            {"shard": 3, "index": "logs-a", "reason": {"type": "node_not_connected_exception", "reason": "y"}}
+        ]}}));
+        p.add(&json!({"timed_out": false, "_shards": {"total": 5, "successful": 4, "failed": 1, "failures": [
+            {"shard": 1, "reason": {"type": "other_exception"}}
+        ]}}));
+        assert_eq!(
+            p.note().as_deref(),
+            Some("PARTIAL RESULTS: 2 of 5 shards failed (query_shard_exception)")
+        );
+        p.add(&json!({"timed_out": true}));
+        assert_eq!(
+            p.note().as_deref(),
+            Some("PARTIAL RESULTS: 2 of 5 shards failed (query_shard_exception); PARTIAL RESULTS: search timed out")
+        );
+        let mut q = Partial::default();
+        q.add(&json!({"count": 3, "_shards": {"total": 2, "failed": 1}}));
+        assert_eq!(
+            q.note().as_deref(),
+            Some("PARTIAL RESULTS: 1 of 2 shards failed (no reason given)")
+        );
     }
 
     #[test]
