@@ -1779,6 +1779,11 @@ fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
             variable,
         });
     }
+    emit_runs(token, out, runs, digit_runs)
+}
+
+/// Marks the id-like runs among numbers and writes the masked token (see `mask_runs`).
+fn emit_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut [Run], digit_runs: usize) -> bool {
     if digit_runs >= 2 {
         // Node, attempt and request names: `R02-M1-N0-C:J12-U11`, `attempt_14_0020_m_000002_0`,
         // `req-9bc3-bfbb-4a0e`: short letter runs and hex runs among numbers are ids too.
@@ -1936,14 +1941,31 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        // Assembled in a register: a small copy to the stack and a wide load back stalls.
-        let mut w = 0u64;
-        for (i, &b) in rest.iter().enumerate() {
-            w |= u64::from(b) << (8 * i);
-        }
-        h = (h.rotate_left(26) ^ w).wrapping_mul(K);
+        h = (h.rotate_left(26) ^ tail_word(bytes, rest.len())).wrapping_mul(K);
     }
     h ^ (h >> 32)
+}
+
+/// The last `n` (1 to 7) bytes of `bytes` as a little-endian word, read with a few
+/// overlapping loads rather than byte by byte (this runs for nearly every token).
+#[inline(always)]
+fn tail_word(bytes: &[u8], n: usize) -> u64 {
+    let len = bytes.len();
+    let load = |at: usize, width: usize| -> u64 {
+        let mut w = [0u8; 8];
+        w[..width].copy_from_slice(&bytes[at..at + width]);
+        u64::from_le_bytes(w)
+    };
+    if len >= 8 {
+        // The 8 bytes ending the slice, shifted down to its last `n`.
+        return load(len - 8, 8) >> (8 * (8 - n));
+    }
+    // The whole slice is the tail: `n == len`.
+    match n {
+        4..=7 => load(0, 4) | (load(n - 4, 4) << (8 * (n - 4))),
+        2 | 3 => load(0, 2) | (load(n - 2, 2) << (8 * (n - 2))),
+        _ => load(0, 1),
+    }
 }
 
 /// Low hash bit: the token holds a parameter (`<*>`, `blk_<*>`).
@@ -2611,6 +2633,22 @@ mod tests {
             prop_assert_eq!(&fresh.hashes, &cached.hashes);
             prop_assert_eq!(&fresh.skip, &cached.skip);
             prop_assert_eq!(texts(&fresh), texts(&cached));
+        }
+    }
+    proptest! {
+        /// Hashes read the tail with overlapping loads: the same as assembling it byte
+        /// by byte.
+        #[test]
+        fn tail_words_match_bytewise_assembly(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let rest = bytes.len() % 8;
+            if rest > 0 {
+                let tail = &bytes[bytes.len() - rest..];
+                let expected = tail
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |w, (i, &b)| w | (u64::from(b) << (8 * i)));
+                prop_assert_eq!(tail_word(&bytes, rest), expected);
+            }
         }
     }
 }
