@@ -494,16 +494,58 @@ pub fn describe(item: &EvidenceItem) -> String {
         None => "failed".into(),
     };
     let statement: String = item.statement.chars().take(100).collect();
-    format!(
+    let mut line = format!(
         "{} {}.{} ({what}): {statement}",
         item.id, item.source, item.tool
-    )
+    );
+    // Counts and hits of a partial answer are too low: the reader must see it beside
+    // the evidence, not only the model.
+    let partial: Vec<&str> = item
+        .note
+        .iter()
+        .flat_map(|note| note.split("; "))
+        .filter(|part| part.starts_with(PARTIAL_RESULTS))
+        .collect();
+    if !partial.is_empty() {
+        let warning: String = partial.join("; ").chars().take(160).collect();
+        line.push_str(&format!(" [{warning}]"));
+    }
+    line
 }
+
+/// How a source starts a note saying its answer is incomplete (failed shards, a
+/// timed-out search); `describe` shows such notes to people.
+pub const PARTIAL_RESULTS: &str = "PARTIAL RESULTS";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn descriptions_warn_of_partial_results() {
+        let mut item = EvidenceItem {
+            id: "E2".into(),
+            source: "logs".into(),
+            kind: "elasticsearch".into(),
+            tool: "count".into(),
+            arguments: json!({}),
+            statement: "POST logs-*/_count".into(),
+            at: chrono::Utc::now(),
+            duration_ms: 12,
+            note: Some("PARTIAL RESULTS: 2 of 5 shards failed (query_shard_exception); showing 500 of 9,000 hits".into()),
+            content: Some(Content::Text("9000".into())),
+            error: None,
+            attachments: Vec::new(),
+        };
+        let line = describe(&item);
+        assert!(
+            line.ends_with("[PARTIAL RESULTS: 2 of 5 shards failed (query_shard_exception)]"),
+            "{line}"
+        );
+        item.note = Some("showing 500 of 9,000 hits".into());
+        assert!(!describe(&item).contains('['), "{}", describe(&item));
+    }
 
     /// Hundreds of common templates and one rare one: the rare one is in the view.
     #[test]

@@ -1061,12 +1061,13 @@ fn filter_props(
     allowed: &[String],
     services: Option<&Vec<String>>,
     namespaces: Option<&Vec<String>>,
+    namespace_field: &str,
 ) -> Vec<(&'static str, Value)> {
     let mut service = json!({"type": "string", "description": "Exact service name."});
     if let Some(list) = services {
         service["enum"] = json!(list);
     }
-    let mut namespace = json!({"type": "string", "description": "Exact Kubernetes namespace."});
+    let mut namespace = json!({"type": "string", "description": format!("Exact namespace (field `{namespace_field}`).")});
     if let Some(list) = namespaces {
         namespace["enum"] = json!(list);
     }
@@ -1129,7 +1130,12 @@ impl Source for ElasticsearchSource {
                 list.join(", ")
             ));
         }
-        let filters = filter_props(&allowed, grant.services.as_ref(), grant.namespaces.as_ref());
+        let filters = filter_props(
+            &allowed,
+            grant.services.as_ref(),
+            grant.namespaces.as_ref(),
+            &self.fields.namespace,
+        );
         let with = |extra: Vec<(&'static str, Value)>| {
             let mut all = filters.clone();
             all.extend(extra);

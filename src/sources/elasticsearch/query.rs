@@ -183,14 +183,18 @@ impl Partial {
         let mut parts = Vec::new();
         if self.failed > 0 {
             parts.push(format!(
-                "PARTIAL RESULTS: {} of {} shards failed ({})",
+                "{}: {} of {} shards failed ({})",
+                crate::evidence::log::PARTIAL_RESULTS,
                 self.failed,
                 self.total,
                 self.reason.as_deref().unwrap_or("no reason given")
             ));
         }
         if self.timed_out {
-            parts.push("PARTIAL RESULTS: search timed out".to_string());
+            parts.push(format!(
+                "{}: search timed out",
+                crate::evidence::log::PARTIAL_RESULTS
+            ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
