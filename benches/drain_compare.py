@@ -9,8 +9,8 @@ systems' 16,000 lines as one file, and on those repeated to --big-lines lines.
 Ours runs as a subprocess: `--bin "CMD ARGS"` is a command that, given one more
 argument (a file), writes one `<group id>\\t<template>` line per input line, like
 `investigator logs templates <file>`. If it also writes `parse_seconds=<float>` on
-stderr, that is used as its parse time (lines already in memory, as drain3's are; our
-CLI's figure includes building the per-line (id, template) list, not writing it); the
+stderr, that is used as its parse time (mining lines already decoded and split in
+memory, as drain3's `add_log_message` loop is timed; not reading, splitting or writing); the
 wall time of the whole process (start-up, reading, writing and our reading of its output
 included) is reported beside it. drain3 is timed around `add_log_message` only.
 
