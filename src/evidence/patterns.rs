@@ -487,6 +487,12 @@ impl Drain {
         id as usize
     }
 
+    /// Whether lines tokenised on another thread place the same (parameters need the
+    /// tokens' raw spans; wide separators rewrite the line).
+    fn parallel(&self) -> bool {
+        !self.config.track_parameters && self.wide_separators.is_empty()
+    }
+
     /// What another thread needs to tokenise lines the way this miner does.
     fn tokenizer(&self) -> Tokenizer {
         Tokenizer {
@@ -821,15 +827,27 @@ pub fn write_templates(
     helper_thread: bool,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<TemplatesRun> {
-    // A second thread pays on a small input only when a core is free for it now.
-    let helper = helper_thread.then(|| {
-        if spare_core() {
-            PARALLEL_MIN_LINES
-        } else {
-            BUSY_PARALLEL_MIN_LINES
-        }
+    // A second thread pays on a small input only when a core is free for it now; then
+    // it is started before reading, so that its start-up overlaps the read.
+    let spare = helper_thread && spare_core();
+    let helper = helper_thread.then_some(if spare {
+        PARALLEL_MIN_LINES
+    } else {
+        BUSY_PARALLEL_MIN_LINES
     });
-    write_templates_in_blocks(input, config, helper, out, 1 << 24)
+    write_templates_in_blocks(input, config, helper, spare, out, 1 << 24)
+}
+
+/// A block's lines: split on `\n`, a trailing `\r` dropped, nothing after a final `\n`
+/// (an empty text has no line).
+fn split_lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    body.split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .collect()
 }
 
 /// Whether another core looks free right now: more than one core, and no more runnable
@@ -853,10 +871,13 @@ fn spare_core() -> bool {
 }
 
 /// `helper_min_lines`: blocks of at least that many lines get a helper thread.
+/// `early_helper`: start the first block's helper before reading, so that its start-up
+/// overlaps the read (it waits for the lines, and ends unused if there are too few).
 fn write_templates_in_blocks(
     mut input: impl std::io::Read,
     config: &DrainConfig,
     helper_min_lines: Option<usize>,
+    early_helper: bool,
     out: &mut impl std::io::Write,
     block_bytes: usize,
 ) -> std::io::Result<TemplatesRun> {
@@ -867,56 +888,106 @@ fn write_templates_in_blocks(
     let mut drain = Drain::new(config);
     let mut assigned: Vec<u32> = Vec::new();
     let mut parse = std::time::Duration::ZERO;
-    let mut block: Vec<u8> = vec![0; block_bytes.max(1)];
-    // `block[..filled]` holds read bytes; a line carried over from the last read first.
-    let mut filled = 0;
-    let mut ended = false;
-    while !ended {
-        if filled == block.len() {
-            // One line longer than the block: grow it.
-            block.resize(block.len() * 2, 0);
-        }
-        let n = loop {
-            match input.read(&mut block[filled..]) {
-                Ok(n) => break n,
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
+    // The first block's text and lines, shared with the early helper; declared before
+    // the scope so that the helper may borrow them.
+    let first_text: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let first_lines: std::sync::OnceLock<Vec<&str>> = std::sync::OnceLock::new();
+    let first_block: std::sync::OnceLock<SharedBlock<'_>> = std::sync::OnceLock::new();
+    let early = early_helper && helper_min_lines.is_some() && drain.parallel();
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        // Told when the first block's lines are ready; dropped unused when not worth it.
+        let (ready, wait) = std::sync::mpsc::channel::<()>();
+        let mut ready = Some(ready);
+        if early {
+            let tokenizer = drain.tokenizer();
+            let first_block = &first_block;
+            let spawned = std::thread::Builder::new()
+                .name("drain-tokenize".into())
+                .spawn_scoped(scope, move || {
+                    if wait.recv().is_ok() {
+                        if let Some(block) = first_block.get() {
+                            block.help(&tokenizer);
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                ready = None;
             }
-        };
-        filled += n;
-        ended = n == 0;
-        // Whole lines only, unless the input ended: then the rest is the last line
-        // (a final `\n` leaves nothing after it).
-        let whole = if ended {
-            filled
         } else {
-            match block[..filled].iter().rposition(|&b| b == b'\n') {
-                Some(nl) => nl + 1,
-                None => continue,
+            ready = None;
+        }
+        let mut block: Vec<u8> = vec![0; block_bytes.max(1)];
+        // `block[..filled]` holds read bytes; a line carried over from the last read first.
+        let mut filled = 0;
+        let mut ended = false;
+        while !ended {
+            if filled == block.len() {
+                // One line longer than the block: grow it.
+                block.resize(block.len() * 2, 0);
             }
-        };
-        let chunk = &block[..whole];
-        let text = match std::str::from_utf8(chunk) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            // Per block, as per line: a newline never belongs to an invalid sequence.
-            Err(_) => String::from_utf8_lossy(chunk),
-        };
-        let body = text.strip_suffix('\n').unwrap_or(&text);
-        if !text.is_empty() {
-            let lines: Vec<&str> = body
-                .split('\n')
-                .map(|line| line.strip_suffix('\r').unwrap_or(line))
-                .collect();
+            let n = loop {
+                match input.read(&mut block[filled..]) {
+                    Ok(n) => break n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                }
+            };
+            filled += n;
+            ended = n == 0;
+            // Whole lines only, unless the input ended: then the rest is the last line
+            // (a final `\n` leaves nothing after it).
+            let whole = if ended {
+                filled
+            } else {
+                match block[..filled].iter().rposition(|&b| b == b'\n') {
+                    Some(nl) => nl + 1,
+                    None => continue,
+                }
+            };
+            if let Some(ready) = ready.take() {
+                // The first block goes to the early helper: it keeps its bytes, and
+                // reading goes on in a new block (zeroed lazily by the allocator).
+                let mut next = vec![0; block.len()];
+                next[..filled - whole].copy_from_slice(&block[whole..filled]);
+                filled -= whole;
+                block.truncate(whole);
+                let bytes = std::mem::replace(&mut block, next);
+                let text = String::from_utf8(bytes)
+                    .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+                let text = first_text.get_or_init(|| text);
+                let lines = first_lines.get_or_init(|| split_lines(text));
+                let min = helper_min_lines.unwrap_or(usize::MAX);
+                let started = std::time::Instant::now();
+                if lines.len() >= min {
+                    let shared = first_block.get_or_init(|| SharedBlock::new(lines));
+                    // A helper that has gone costs nothing: this thread tokenises all.
+                    let _ = ready.send(());
+                    shared.place(&mut drain, &mut assigned);
+                } else {
+                    drop(ready);
+                    mine_lines(&mut drain, lines, false, &mut assigned);
+                }
+                parse += started.elapsed();
+                continue;
+            }
+            let chunk = &block[..whole];
+            let text = match std::str::from_utf8(chunk) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                // Per block, as per line: a newline never belongs to an invalid sequence.
+                Err(_) => String::from_utf8_lossy(chunk),
+            };
+            let lines = split_lines(&text);
             let helper = helper_min_lines.is_some_and(|min| lines.len() >= min);
             // Mining only, as drain3 is timed (around `add_log_message` over lines
             // already decoded and split).
             let started = std::time::Instant::now();
             mine_lines(&mut drain, &lines, helper, &mut assigned);
             parse += started.elapsed();
+            block.copy_within(whole..filled, 0);
+            filled -= whole;
         }
-        block.copy_within(whole..filled, 0);
-        filled -= whole;
-    }
+        Ok(())
+    })?;
     // Per assigned id: the range of its `id\ttemplate\n` line in `table`.
     let mut spans: Vec<Option<(usize, usize)>> = vec![None; drain.groups.len()];
     let mut table: Vec<u8> = Vec::new();
@@ -973,41 +1044,64 @@ const CHUNK_LINES: usize = 128;
 /// This thread never waits for the helper: a chunk the helper has not finished is
 /// tokenised here, so a busy machine that leaves the helper no core costs little.
 fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: &mut Vec<u32>) {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::OnceLock;
-    let parallel =
-        helper_thread && !drain.config.track_parameters && drain.wide_separators.is_empty();
-    if !parallel {
+    if !helper_thread || !drain.parallel() {
         assigned.extend(lines.iter().map(|line| drain.add(line) as u32));
         return;
     }
-    let chunks: Vec<&[&str]> = lines.chunks(CHUNK_LINES).collect();
-    let done: Vec<OnceLock<TokenizedLines>> = chunks.iter().map(|_| OnceLock::new()).collect();
-    // The next chunk nobody has claimed; the helper claims from it, and so does this
-    // thread when it reaches a chunk first.
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let block = SharedBlock::new(lines);
     let tokenizer = drain.tokenizer();
-    let helper_tokenizer = drain.tokenizer();
     std::thread::scope(|scope| {
-        let (chunks, done, next, stop) = (&chunks, &done, &next, &stop);
-        let tokenizer = &tokenizer;
+        let block = &block;
         // If no thread can be started, every chunk is simply tokenised here.
         let _helper = std::thread::Builder::new()
             .name("drain-tokenize".into())
-            .spawn_scoped(scope, move || {
-                let tokenizer = helper_tokenizer;
-                while !stop.load(Ordering::Relaxed) {
-                    let c = next.fetch_add(1, Ordering::AcqRel);
-                    let (Some(chunk), Some(slot)) = (chunks.get(c), done.get(c)) else {
-                        break;
-                    };
-                    let _ = slot.set(tokenizer.tokenize_all(chunk));
-                }
-            });
-        for (c, chunk) in chunks.iter().enumerate() {
+            .spawn_scoped(scope, move || block.help(&tokenizer));
+        block.place(drain, assigned);
+    });
+}
+
+/// The lines of one block, cut in chunks that a helper thread tokenises ahead of the
+/// thread placing them (see `mine_lines`).
+struct SharedBlock<'a> {
+    chunks: Vec<&'a [&'a str]>,
+    done: Vec<std::sync::OnceLock<TokenizedLines>>,
+    /// The next chunk nobody has claimed; the helper claims from it, and so does the
+    /// placing thread when it reaches a chunk first.
+    next: std::sync::atomic::AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> SharedBlock<'a> {
+    fn new(lines: &'a [&'a str]) -> Self {
+        let chunks: Vec<&[&str]> = lines.chunks(CHUNK_LINES).collect();
+        let done = chunks.iter().map(|_| std::sync::OnceLock::new()).collect();
+        SharedBlock {
+            chunks,
+            done,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The helper's side: tokenise unclaimed chunks until none is left or placing ended.
+    fn help(&self, tokenizer: &Tokenizer) {
+        use std::sync::atomic::Ordering;
+        while !self.stop.load(Ordering::Relaxed) {
+            let c = self.next.fetch_add(1, Ordering::AcqRel);
+            let (Some(chunk), Some(slot)) = (self.chunks.get(c), self.done.get(c)) else {
+                break;
+            };
+            let _ = slot.set(tokenizer.tokenize_all(chunk));
+        }
+    }
+
+    /// The placing side: every line in order, pushing its group id.
+    fn place(&self, drain: &mut Drain, assigned: &mut Vec<u32>) {
+        use std::sync::atomic::Ordering;
+        let tokenizer = drain.tokenizer();
+        for (c, chunk) in self.chunks.iter().enumerate() {
             loop {
-                if let Some(tokenized) = done[c].get() {
+                if let Some(tokenized) = self.done[c].get() {
                     for (i, line) in chunk.iter().enumerate() {
                         let (hashes, keyed) = tokenized.line(i);
                         assigned.push(drain.add_tokenized(line, hashes, keyed) as u32);
@@ -1015,7 +1109,8 @@ fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: 
                     break;
                 }
                 // Nobody has claimed this chunk: take it and tokenise while placing.
-                if next
+                if self
+                    .next
                     .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
@@ -1023,8 +1118,8 @@ fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: 
                     break;
                 }
                 // The helper is on it: tokenise a later chunk meanwhile.
-                let k = next.fetch_add(1, Ordering::AcqRel);
-                match (chunks.get(k), done.get(k)) {
+                let k = self.next.fetch_add(1, Ordering::AcqRel);
+                match (self.chunks.get(k), self.done.get(k)) {
                     (Some(later), Some(slot)) => {
                         let _ = slot.set(tokenizer.tokenize_all(later));
                     }
@@ -1037,8 +1132,8 @@ fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: 
                 }
             }
         }
-        stop.store(true, Ordering::Relaxed);
-    });
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Mines `lines` with only ids and templates wanted; returns the miner and each line's
@@ -2390,18 +2485,32 @@ mod tests {
         text.extend_from_slice("x".repeat(100).as_bytes());
         let config = DrainConfig::default();
         let mut whole = Vec::new();
-        let run = write_templates_in_blocks(&text[..], &config, None, &mut whole, 1 << 20)
+        let run = write_templates_in_blocks(&text[..], &config, None, false, &mut whole, 1 << 20)
             .expect("write");
         assert_eq!(run.lines, 302);
         let cases = [(16, 7), (64, 64), (5, 1), (1000, 333), (1 << 16, 1 << 16)];
-        for ((block, step), helper) in cases.into_iter().flat_map(|c| [(c, None), (c, Some(2))]) {
+        let helpers = [
+            (None, false),
+            (Some(2), false),
+            (Some(2), true),
+            (Some(1000), true),
+        ];
+        for ((block, step), (helper, early)) in
+            cases.into_iter().flat_map(|c| helpers.map(|h| (c, h)))
+        {
             let mut out = Vec::new();
-            let r =
-                write_templates_in_blocks(Trickle(&text, step), &config, helper, &mut out, block)
-                    .expect("write");
+            let r = write_templates_in_blocks(
+                Trickle(&text, step),
+                &config,
+                helper,
+                early,
+                &mut out,
+                block,
+            )
+            .expect("write");
             assert_eq!(
                 out, whole,
-                "block {block}, reads of {step}, helper {helper:?}"
+                "block {block}, reads of {step}, helper {helper:?}, early {early}"
             );
             assert_eq!((r.lines, r.groups), (run.lines, run.groups));
         }
@@ -2515,12 +2624,14 @@ mod tests {
             }
             let config = DrainConfig::default();
             let mut single = Vec::new();
-            write_templates_in_blocks(text.as_bytes(), &config, None, &mut single, 1 << 18)
+            write_templates_in_blocks(text.as_bytes(), &config, None, false, &mut single, 1 << 18)
                 .expect("write");
-            let mut helped = Vec::new();
-            write_templates_in_blocks(text.as_bytes(), &config, Some(1), &mut helped, block)
-                .expect("write");
-            prop_assert_eq!(single, helped);
+            for early in [false, true] {
+                let mut helped = Vec::new();
+                write_templates_in_blocks(text.as_bytes(), &config, Some(1), early, &mut helped, block)
+                    .expect("write");
+                prop_assert_eq!(&single, &helped);
+            }
 
             // The helper's path taken for every line (the timing above may not take it).
             let lines: Vec<&str> = text.lines().collect();
