@@ -1315,6 +1315,15 @@ fn tokenize(
         if group.is_some() {
             let token = mask_group(bytes, start, end, config.mask_quoted, classes, line);
             line.tokens.push(token);
+        } else if seen & (C_DIGIT | C_SLASH | C_AT | C_QUOTE) == 0 && end - start < 36 {
+            // Most tokens: words, kept as they are (`mask_token`'s first case, inline).
+            let raw = (start as u32, end as u32);
+            line.tokens.push(Token {
+                raw,
+                text: raw,
+                in_masked: false,
+                kind: Kind::Plain,
+            });
         } else {
             let out = &mut line.masked;
             mask_token(
