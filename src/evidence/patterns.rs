@@ -223,6 +223,8 @@ struct Tokenizer {
     config: DrainConfig,
     key_layers: usize,
     classes: [u8; 256],
+    /// Buffers and token cache kept from chunk to chunk.
+    line: Line,
 }
 
 /// Lines tokenised by a [`Tokenizer`]: per line its token hashes and which tokens keyed
@@ -236,21 +238,19 @@ struct TokenizedLines {
 }
 
 impl Tokenizer {
-    fn tokenize_all(&self, lines: &[&str]) -> TokenizedLines {
-        let mut line = Line::default();
+    fn tokenize_all(&mut self, lines: &[&str]) -> TokenizedLines {
+        // About one token per 8 bytes: fresh memory costs a page fault per 4 KiB
+        // touched, so reserve near what is used (it grows if need be).
+        let bytes: usize = lines.iter().map(|l| l.len()).sum();
+        let tokens = bytes / 8 + lines.len();
         let mut out = TokenizedLines {
-            hashes: Vec::with_capacity(lines.len() * 24),
-            keyed: Vec::with_capacity(lines.len() * 24),
+            hashes: Vec::with_capacity(tokens),
+            keyed: Vec::with_capacity(tokens),
             ends: Vec::with_capacity(lines.len()),
         };
+        let line = &mut self.line;
         for source in lines {
-            tokenize(
-                &self.config,
-                self.key_layers,
-                &self.classes,
-                source,
-                &mut line,
-            );
+            tokenize(&self.config, self.key_layers, &self.classes, source, line);
             out.hashes.extend_from_slice(&line.hashes);
             out.keyed.extend_from_slice(&line.skip);
             out.ends.push(out.hashes.len());
@@ -499,6 +499,7 @@ impl Drain {
             config: self.config.clone(),
             key_layers: self.key_layers,
             classes: self.classes,
+            line: Line::default(),
         }
     }
 
@@ -899,14 +900,14 @@ fn write_templates_in_blocks(
         let (ready, wait) = std::sync::mpsc::channel::<()>();
         let mut ready = Some(ready);
         if early {
-            let tokenizer = drain.tokenizer();
+            let mut tokenizer = drain.tokenizer();
             let first_block = &first_block;
             let spawned = std::thread::Builder::new()
                 .name("drain-tokenize".into())
                 .spawn_scoped(scope, move || {
                     if wait.recv().is_ok() {
                         if let Some(block) = first_block.get() {
-                            block.help(&tokenizer);
+                            block.help(&mut tokenizer);
                         }
                     }
                 });
@@ -1049,13 +1050,13 @@ fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: 
         return;
     }
     let block = SharedBlock::new(lines);
-    let tokenizer = drain.tokenizer();
+    let mut tokenizer = drain.tokenizer();
     std::thread::scope(|scope| {
         let block = &block;
         // If no thread can be started, every chunk is simply tokenised here.
         let _helper = std::thread::Builder::new()
             .name("drain-tokenize".into())
-            .spawn_scoped(scope, move || block.help(&tokenizer));
+            .spawn_scoped(scope, move || block.help(&mut tokenizer));
         block.place(drain, assigned);
     });
 }
@@ -1084,7 +1085,7 @@ impl<'a> SharedBlock<'a> {
     }
 
     /// The helper's side: tokenise unclaimed chunks until none is left or placing ended.
-    fn help(&self, tokenizer: &Tokenizer) {
+    fn help(&self, tokenizer: &mut Tokenizer) {
         use std::sync::atomic::Ordering;
         while !self.stop.load(Ordering::Relaxed) {
             let c = self.next.fetch_add(1, Ordering::AcqRel);
@@ -1098,7 +1099,7 @@ impl<'a> SharedBlock<'a> {
     /// The placing side: every line in order, pushing its group id.
     fn place(&self, drain: &mut Drain, assigned: &mut Vec<u32>) {
         use std::sync::atomic::Ordering;
-        let tokenizer = drain.tokenizer();
+        let mut tokenizer = drain.tokenizer();
         for (c, chunk) in self.chunks.iter().enumerate() {
             loop {
                 if let Some(tokenized) = self.done[c].get() {
