@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -238,16 +239,25 @@ struct TokenizedLines {
 }
 
 impl Tokenizer {
+    #[cfg(test)]
     fn tokenize_all(&mut self, lines: &[&str]) -> TokenizedLines {
-        // About one token per 8 bytes: fresh memory costs a page fault per 4 KiB
-        // touched, so reserve near what is used (it grows if need be).
+        let mut out = TokenizedLines::default();
+        self.tokenize_into(lines, &mut out);
+        out
+    }
+
+    /// Tokenises `lines` into `out` (emptied first; its buffers are reused: fresh memory
+    /// costs a page fault per 4 KiB touched).
+    fn tokenize_into(&mut self, lines: &[&str], out: &mut TokenizedLines) {
+        out.hashes.clear();
+        out.keyed.clear();
+        out.ends.clear();
+        // About one token per 8 bytes; it grows if need be.
         let bytes: usize = lines.iter().map(|l| l.len()).sum();
         let tokens = bytes / 8 + lines.len();
-        let mut out = TokenizedLines {
-            hashes: Vec::with_capacity(tokens),
-            keyed: Vec::with_capacity(tokens),
-            ends: Vec::with_capacity(lines.len()),
-        };
+        out.hashes.reserve(tokens);
+        out.keyed.reserve(tokens);
+        out.ends.reserve(lines.len());
         let line = &mut self.line;
         for source in lines {
             tokenize(&self.config, self.key_layers, &self.classes, source, line);
@@ -255,7 +265,6 @@ impl Tokenizer {
             out.keyed.extend_from_slice(&line.skip);
             out.ends.push(out.hashes.len());
         }
-        out
     }
 }
 
@@ -1065,23 +1074,44 @@ fn mine_lines(drain: &mut Drain, lines: &[&str], helper_thread: bool, assigned: 
 /// thread placing them (see `mine_lines`).
 struct SharedBlock<'a> {
     chunks: Vec<&'a [&'a str]>,
-    done: Vec<std::sync::OnceLock<TokenizedLines>>,
+    /// Each chunk's tokens once tokenised (taken by the placing thread).
+    done: Vec<Mutex<Option<TokenizedLines>>>,
+    /// Results already placed, for the next chunks to reuse.
+    spare: Mutex<Vec<TokenizedLines>>,
     /// The next chunk nobody has claimed; the helper claims from it, and so does the
     /// placing thread when it reaches a chunk first.
     next: std::sync::atomic::AtomicUsize,
     stop: std::sync::atomic::AtomicBool,
 }
 
+/// A lock whose holder panicked still guards plain data: take it anyway.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl<'a> SharedBlock<'a> {
     fn new(lines: &'a [&'a str]) -> Self {
         let chunks: Vec<&[&str]> = lines.chunks(CHUNK_LINES).collect();
-        let done = chunks.iter().map(|_| std::sync::OnceLock::new()).collect();
+        let done = chunks.iter().map(|_| Mutex::new(None)).collect();
         SharedBlock {
             chunks,
             done,
+            spare: Mutex::new(Vec::new()),
             next: std::sync::atomic::AtomicUsize::new(0),
             stop: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Tokenises chunk `c` into a spare result and files it.
+    fn tokenize_chunk(&self, c: usize, tokenizer: &mut Tokenizer) {
+        let (Some(chunk), Some(slot)) = (self.chunks.get(c), self.done.get(c)) else {
+            return;
+        };
+        let mut out = lock(&self.spare).pop().unwrap_or_default();
+        tokenizer.tokenize_into(chunk, &mut out);
+        *lock(slot) = Some(out);
     }
 
     /// The helper's side: tokenise unclaimed chunks until none is left or placing ended.
@@ -1089,10 +1119,10 @@ impl<'a> SharedBlock<'a> {
         use std::sync::atomic::Ordering;
         while !self.stop.load(Ordering::Relaxed) {
             let c = self.next.fetch_add(1, Ordering::AcqRel);
-            let (Some(chunk), Some(slot)) = (self.chunks.get(c), self.done.get(c)) else {
+            if c >= self.chunks.len() {
                 break;
-            };
-            let _ = slot.set(tokenizer.tokenize_all(chunk));
+            }
+            self.tokenize_chunk(c, tokenizer);
         }
     }
 
@@ -1102,11 +1132,13 @@ impl<'a> SharedBlock<'a> {
         let mut tokenizer = drain.tokenizer();
         for (c, chunk) in self.chunks.iter().enumerate() {
             loop {
-                if let Some(tokenized) = self.done[c].get() {
+                let tokenized = lock(&self.done[c]).take();
+                if let Some(tokenized) = tokenized {
                     for (i, line) in chunk.iter().enumerate() {
                         let (hashes, keyed) = tokenized.line(i);
                         assigned.push(drain.add_tokenized(line, hashes, keyed) as u32);
                     }
+                    lock(&self.spare).push(tokenized);
                     break;
                 }
                 // Nobody has claimed this chunk: take it and tokenise while placing.
@@ -1120,16 +1152,13 @@ impl<'a> SharedBlock<'a> {
                 }
                 // The helper is on it: tokenise a later chunk meanwhile.
                 let k = self.next.fetch_add(1, Ordering::AcqRel);
-                match (self.chunks.get(k), self.done.get(k)) {
-                    (Some(later), Some(slot)) => {
-                        let _ = slot.set(tokenizer.tokenize_all(later));
-                    }
+                if k < self.chunks.len() {
+                    self.tokenize_chunk(k, &mut tokenizer);
+                } else {
                     // Nothing left to claim and the helper not done (or descheduled):
                     // tokenise this one again here rather than wait.
-                    _ => {
-                        assigned.extend(chunk.iter().map(|line| drain.add(line) as u32));
-                        break;
-                    }
+                    assigned.extend(chunk.iter().map(|line| drain.add(line) as u32));
+                    break;
                 }
             }
         }
@@ -1481,6 +1510,16 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
     ];
+    // As words: 19 integer compares per candidate.
+    const PACKED: [u64; 19] = {
+        let mut packed = [0u64; 19];
+        let mut i = 0;
+        while i < NAMES.len() {
+            packed[i] = pack_word(NAMES[i]);
+            i += 1;
+        }
+        packed
+    };
     for k in (0..tokens.len().saturating_sub(1)).rev() {
         let t = tokens[k];
         let len = t.text.1 - t.text.0;
@@ -1505,7 +1544,7 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
             continue;
         }
         let (lead, core, trail) = strip_wrapping(t.text(source, masked));
-        if core.len() == 3 && NAMES.contains(&core) {
+        if core.len() == 3 && PACKED.contains(&pack_word(core)) {
             let (lead, trail) = (lead.len(), trail.len());
             let (a, b) = t.raw;
             let raw = source.get(a as usize..b as usize).unwrap_or_default();
