@@ -7,7 +7,6 @@
 
 mod files;
 mod parse;
-mod template;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -30,7 +29,6 @@ use crate::evidence::{Column, Content, Table};
 
 pub use files::{wildcard_match, MAX_LINE_BYTES};
 pub use parse::{normalize_level, parse_line, parse_time, FieldNames, LineFormat, Record};
-pub use template::template;
 
 use files::{expand_all, open_lines, sample_lines, LogFile, PathPattern};
 
