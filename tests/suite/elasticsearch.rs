@@ -54,6 +54,8 @@ struct Seen {
     shard_failure: Option<ShardFailure>,
     /// Searches answer `timed_out: true`.
     time_out: bool,
+    /// Requests answered 503 (a node that cannot serve), counted down.
+    unavailable: u32,
 }
 
 #[derive(Clone)]
@@ -151,6 +153,14 @@ impl Fake {
                     "{path}: query without a namespace filter within {granted:?}: {body}"
                 ));
             }
+        }
+        if seen.unavailable > 0 {
+            seen.unavailable -= 1;
+            return Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_block_exception",
+                "blocked by: [SERVICE_UNAVAILABLE/2/no master];",
+            ));
         }
         if seen.throttle > 0 {
             seen.throttle -= 1;
@@ -1670,4 +1680,41 @@ async fn partial_results_are_said() {
         .map(|s| s.violations.clone())
         .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[tokio::test]
+async fn an_unavailable_host_hands_over_to_the_next() {
+    let (down, down_url) = start(Flavor::Es8, "ApiKey k").await;
+    let (up, up_url) = start(Flavor::Es8, "ApiKey k").await;
+    let config = sources("elasticsearch", &down_url, "    api_key: k\n").replace(
+        &format!("[\"{down_url}\"]"),
+        &format!("[\"{down_url}\", \"{up_url}\"]"),
+    );
+    let h = Harness::new(parse_config(&config, SQUADS)).await;
+    down.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unavailable = 100;
+    let output = call(&h, "U_OPS", "count", window())
+        .await
+        .expect("counted on the second host");
+    let Content::Table(t) = &output.content else {
+        panic!("table")
+    };
+    assert_eq!(t.rows[0][0], json!(2407));
+    let requests = |fake: &Shared| fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0);
+    assert_eq!((requests(&down), requests(&up)), (1, 1));
+
+    // The last host's 503 is the answer: said, not retried forever.
+    up.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unavailable = 100;
+    let err = call(&h, "U_OPS", "count", window())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("503"), "{err}");
+    assert_eq!((requests(&down), requests(&up)), (2, 2));
 }

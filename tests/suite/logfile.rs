@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use investigator::config;
 use investigator::engine::CallError;
-use investigator::evidence::{cell_text, Content, Table};
 use investigator::evidence::patterns::{Drain, DrainConfig};
+use investigator::evidence::{cell_text, Content, Table};
 use investigator::sources::logfile::MAX_CELL_CHARS;
 use investigator::sources::{BuildContext, CallContext, Error as SourceError, ToolOutput};
 use serde_json::{json, Value};

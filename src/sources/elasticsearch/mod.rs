@@ -332,8 +332,9 @@ impl ElasticsearchSource {
         })
     }
 
-    /// POSTs `body` to `path` on the first host that answers, retrying a 429 after
-    /// its `Retry-After`. Returns the parsed JSON of a 2xx.
+    /// POSTs `body` to `path` on the first host that answers (a connection failure or
+    /// a 502/503/504 moves on to the next), retrying a 429 after its `Retry-After`.
+    /// Returns the parsed JSON of a 2xx.
     async fn post(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
         self.send_json(reqwest::Method::POST, path, body, timeout)
             .await
@@ -348,7 +349,7 @@ impl ElasticsearchSource {
     ) -> Result<Value> {
         let timeout = timeout.min(self.timeout);
         let mut last_error = None;
-        for host in &self.hosts {
+        for (h, host) in self.hosts.iter().enumerate() {
             let mut attempt = 0;
             loop {
                 let mut request = self
@@ -387,6 +388,14 @@ impl ElasticsearchSource {
                 let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 if status.is_success() {
                     return Ok(parsed);
+                }
+                // A gateway or node that cannot serve now (a proxy in front of a
+                // restarting node, a node leaving the cluster): another host may.
+                // Reads only, so asking again is safe.
+                if matches!(status.as_u16(), 502..=504) && h + 1 < self.hosts.len() {
+                    tracing::info!(source = %self.name, status = status.as_u16(), "host unavailable; trying the next");
+                    last_error = Some(format!("{host}: HTTP {}", status.as_u16()));
+                    break;
                 }
                 return Err(self.error_of(status.as_u16(), &parsed));
             }
