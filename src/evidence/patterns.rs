@@ -1354,6 +1354,10 @@ fn tokenize(
                 in_masked: false,
                 kind: Kind::Plain,
             });
+        } else if seen & C_DIGIT != 0 && seen & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
+            // Then numbers, times, dates, IPs (`mask_token`'s second case, inline).
+            let token = mask_number(bytes, start, end, &mut line.masked);
+            line.tokens.push(token);
         } else {
             let out = &mut line.masked;
             mask_token(
@@ -1820,19 +1824,7 @@ fn mask_token_inner(
         kind: Kind::Param,
     };
     if classes & C_DIGIT != 0 && classes & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
-        // Numbers, times, dates, IPs: `2005-06-03-15.42.50.675872`, `10.251.73.220:50010,`.
-        let first = token.iter().position(u8::is_ascii_digit).unwrap_or(0);
-        let last = token.iter().rposition(u8::is_ascii_digit).unwrap_or(0);
-        // A sign belongs to the number (`blk_-69` is handled the same in `mask_runs`).
-        let lead = if first > 0 && matches!(token[first - 1], b'-' | b'+') {
-            first - 1
-        } else {
-            first
-        };
-        put(out, &token[..lead]);
-        put(out, WILDCARD.as_bytes());
-        put(out, token.get(last + 1..).unwrap_or_default());
-        return masked(out);
+        return mask_number(source, start, end, out);
     }
     // A token masked whole needs a quote, `/`, `@` or `:`, or 36 bytes (a UUID).
     let may_be_whole = quoted || classes & (C_SLASH | C_AT | C_COLON) != 0 || token.len() >= 36;
@@ -1858,6 +1850,31 @@ fn mask_token_inner(
     } else {
         out.truncate(out_start);
         verbatim(Kind::Word)
+    }
+}
+
+/// Numbers, times, dates, IPs (digits, joiners and `:` only): `2005-06-03-15.42.50.675872`,
+/// `10.251.73.220:50010,` → one `<*>` from the first digit (or its sign) to the last.
+#[inline(always)]
+fn mask_number(source: &[u8], start: usize, end: usize, out: &mut Vec<u8>) -> Token {
+    let token = &source[start..end];
+    let first = token.iter().position(u8::is_ascii_digit).unwrap_or(0);
+    let last = token.iter().rposition(u8::is_ascii_digit).unwrap_or(0);
+    // A sign belongs to the number (`blk_-69` is handled the same in `mask_runs`).
+    let lead = if first > 0 && matches!(token[first - 1], b'-' | b'+') {
+        first - 1
+    } else {
+        first
+    };
+    let out_start = out.len();
+    put(out, &token[..lead]);
+    put(out, WILDCARD.as_bytes());
+    put(out, token.get(last + 1..).unwrap_or_default());
+    Token {
+        raw: (start as u32, end as u32),
+        text: (out_start as u32, out.len() as u32),
+        in_masked: true,
+        kind: Kind::Param,
     }
 }
 
@@ -1904,11 +1921,16 @@ fn mask_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut Vec<Run>) -> bool {
             continue;
         }
         let mut start = i;
-        let mut digits = false;
-        while i < token.len() && is_alnum(token[i]) {
-            digits |= token[i].is_ascii_digit();
+        let mut classes = 0u8;
+        while let Some(&b) = token.get(i) {
+            let class = CLASSES[usize::from(b)];
+            if class & (C_DIGIT | C_ALPHA) == 0 {
+                break;
+            }
+            classes |= class;
             i += 1;
         }
+        let digits = classes & C_DIGIT != 0;
         // A sign before a number that follows punctuation belongs to the number.
         if digits
             && start > 0
