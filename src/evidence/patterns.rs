@@ -860,9 +860,11 @@ fn split_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Whether another core looks free right now: more than one core, and no more runnable
-/// tasks than cores (`/proc/loadavg`'s running count, this thread included). Where that
-/// cannot be read, assumed.
+/// Whether another core looks free enough right now: more than one core, and at most one
+/// runnable task per core (`/proc/loadavg`'s running count, this thread included). One
+/// other task is allowed: the process reading our output is often still starting when we
+/// look (a pipe, a harness), and the helper costs little if it gets no core (this thread
+/// never waits for it). Where that cannot be read, assumed.
 fn spare_core() -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
@@ -877,7 +879,7 @@ fn spare_core() -> bool {
         .nth(3)
         .and_then(|field| field.split('/').next())
         .and_then(|n| n.parse::<usize>().ok());
-    running.is_none_or(|running| running < cores)
+    running.is_none_or(|running| running <= cores)
 }
 
 /// `helper_min_lines`: blocks of at least that many lines get a helper thread.
