@@ -155,7 +155,7 @@ struct Node {
 #[derive(Debug)]
 struct Group {
     tokens: Vec<u64>,
-    texts: Vec<Box<str>>,
+    texts: Texts,
     hash: u64,
     leaf: Option<u32>,
     count: u64,
@@ -165,6 +165,57 @@ struct Group {
     /// Indexed by token position; `Some` where the template holds a `<*>`.
     params: Vec<Option<ParamStats>>,
     live: bool,
+}
+
+/// A template's token texts in one string: one allocation per group rather than one per
+/// token (groups are created by the thousand).
+#[derive(Debug, Default)]
+struct Texts {
+    text: String,
+    /// Each token's range in `text`; `None` once it became `<*>`.
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+impl Texts {
+    fn new<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Texts {
+        let mut texts = Texts::default();
+        for token in tokens {
+            let start = texts.text.len() as u32;
+            texts.text.push_str(&String::from_utf8_lossy(token));
+            texts.spans.push(Some((start, texts.text.len() as u32)));
+        }
+        texts
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        match self.spans.get(i) {
+            Some(Some((a, b))) => self.text.get(*a as usize..*b as usize).unwrap_or_default(),
+            Some(None) => WILDCARD,
+            None => "",
+        }
+    }
+
+    fn set_wild(&mut self, i: usize) {
+        if let Some(span) = self.spans.get_mut(i) {
+            *span = None;
+        }
+    }
+
+    /// The tokens joined by single spaces.
+    fn join(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + self.spans.len() * 4);
+        for i in 0..self.len() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(self.get(i));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -354,7 +405,7 @@ impl Drain {
             return OVERFLOW_TEMPLATE.to_string();
         }
         match self.groups.get(id) {
-            Some(g) => g.texts.join(" "),
+            Some(g) => g.texts.join(),
             None => String::new(),
         }
     }
@@ -386,7 +437,7 @@ impl Drain {
                     template: if overflow {
                         OVERFLOW_TEMPLATE.to_string()
                     } else {
-                        g.texts.join(" ")
+                        g.texts.join()
                     },
                     count: g.count,
                     first_seen: g.first_seen,
@@ -543,15 +594,14 @@ impl Drain {
         }
         let id = self.groups.len() as u32;
         let line = &self.line;
-        let texts: Vec<Box<str>> = line
-            .tokens
-            .iter()
-            .map(|t| String::from_utf8_lossy(t.text(source.as_bytes(), &line.masked)).into())
-            .collect();
-        let params = if self.config.track_parameters {
-            texts
+        let texts = Texts::new(
+            line.tokens
                 .iter()
-                .map(|t| t.contains(WILDCARD).then(ParamStats::default))
+                .map(|t| t.text(source.as_bytes(), &line.masked)),
+        );
+        let params = if self.config.track_parameters {
+            (0..texts.len())
+                .map(|i| texts.get(i).contains(WILDCARD).then(ParamStats::default))
                 .collect()
         } else {
             Vec::new()
@@ -584,7 +634,7 @@ impl Drain {
         let id = self.groups.len() as u32;
         self.groups.push(Group {
             tokens: Vec::new(),
-            texts: Vec::new(),
+            texts: Texts::default(),
             hash: 0,
             leaf: None,
             count: 0,
@@ -645,15 +695,15 @@ impl Drain {
         for (i, (t, &l)) in group.tokens.iter_mut().zip(&line.hashes).enumerate() {
             if *t != l && *t != wild {
                 *t = wild;
-                let old = std::mem::replace(&mut group.texts[i], WILDCARD.into());
                 if let Some(slot) = group.params.get_mut(i) {
                     if slot.is_none() {
                         // The lines before had the old token here.
                         let mut stats = ParamStats::default();
-                        stats.note(&old, &self.config);
+                        stats.note(group.texts.get(i), &self.config);
                         *slot = Some(stats);
                     }
                 }
+                group.texts.set_wild(i);
                 changed = true;
             }
         }
@@ -686,7 +736,7 @@ impl Drain {
             &mut self.groups[gone as usize],
             Group {
                 tokens: Vec::new(),
-                texts: Vec::new(),
+                texts: Texts::default(),
                 hash: 0,
                 leaf: None,
                 count: 0,
