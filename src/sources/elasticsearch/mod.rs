@@ -42,6 +42,23 @@ use crate::sources::logfile::wildcard_match;
 
 pub use query::{within, Filters, Partial};
 
+/// Arguments every tool takes (see `filters` and `target`).
+const FILTER_ARGS: [&str; 7] = [
+    "start",
+    "end",
+    "service",
+    "namespace",
+    "level",
+    "text",
+    "index",
+];
+
+/// Refuses arguments other than the filters and the tool's `own`.
+fn check_args(tool: &str, args: &Value, own: &[&str]) -> Result<()> {
+    let known: Vec<&str> = FILTER_ARGS.iter().chain(own).copied().collect();
+    reject_unknown_args(tool, args, &known)
+}
+
 pub const TOOL_SEARCH: &str = "search_logs";
 pub const TOOL_COUNT: &str = "count";
 pub const TOOL_COUNT_OVER_TIME: &str = "count_over_time";
@@ -447,20 +464,7 @@ impl ElasticsearchSource {
         ctx: &CallContext,
     ) -> Result<ToolOutput> {
         let tool = TOOL_SEARCH;
-        reject_unknown_args(
-            tool,
-            args,
-            &[
-                "start",
-                "end",
-                "service",
-                "namespace",
-                "level",
-                "text",
-                "index",
-                "limit",
-            ],
-        )?;
+        check_args(tool, args, &["limit"])?;
         let index = self.target(tool, args, grant)?;
         let filters = self.filters(tool, args, grant)?;
         let limit = arg_opt_u64(tool, args, "limit")?
@@ -663,19 +667,7 @@ impl ElasticsearchSource {
         ctx: &CallContext,
     ) -> Result<ToolOutput> {
         let tool = TOOL_COUNT;
-        reject_unknown_args(
-            tool,
-            args,
-            &[
-                "start",
-                "end",
-                "service",
-                "namespace",
-                "level",
-                "text",
-                "index",
-            ],
-        )?;
+        check_args(tool, args, &[])?;
         let index = self.target(tool, args, grant)?;
         let filters = self.filters(tool, args, grant)?;
         let body = json!({"query": query::bool_query(&self.fields, &filters)});
@@ -708,20 +700,7 @@ impl ElasticsearchSource {
         ctx: &CallContext,
     ) -> Result<ToolOutput> {
         let tool = TOOL_COUNT_OVER_TIME;
-        reject_unknown_args(
-            tool,
-            args,
-            &[
-                "start",
-                "end",
-                "service",
-                "namespace",
-                "level",
-                "text",
-                "index",
-                "interval",
-            ],
-        )?;
+        check_args(tool, args, &["interval"])?;
         let index = self.target(tool, args, grant)?;
         let filters = self.filters(tool, args, grant)?;
         let span = (filters.end - filters.start).num_seconds().max(1);
@@ -805,21 +784,7 @@ impl ElasticsearchSource {
         ctx: &CallContext,
     ) -> Result<ToolOutput> {
         let tool = TOOL_TOP_VALUES;
-        reject_unknown_args(
-            tool,
-            args,
-            &[
-                "field",
-                "start",
-                "end",
-                "service",
-                "namespace",
-                "level",
-                "text",
-                "index",
-                "size",
-            ],
-        )?;
+        check_args(tool, args, &["field", "size"])?;
         let field = arg_str(tool, args, "field")?;
         if !field
             .chars()
