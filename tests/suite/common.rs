@@ -248,3 +248,28 @@ pub async fn tls_front(plain_url: &str, client_certs: bool) -> String {
     });
     format!("https://localhost:{port}")
 }
+
+/// The evidence item the gate would record for `output` (id E1), to look at what the
+/// model is sent (`compact_for_model`).
+pub fn evidence_of(
+    source: &str,
+    kind: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+    output: &investigator::sources::ToolOutput,
+) -> investigator::evidence::log::EvidenceItem {
+    investigator::evidence::log::EvidenceItem {
+        id: "E1".into(),
+        source: source.into(),
+        kind: kind.into(),
+        tool: tool.into(),
+        arguments,
+        statement: output.statement.clone(),
+        at: chrono::Utc::now(),
+        duration_ms: 1,
+        content: Some(output.content.clone()),
+        error: None,
+        note: output.note.clone(),
+        attachments: output.attachments.clone(),
+    }
+}

@@ -12,13 +12,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use investigator::engine::CallError;
-use investigator::evidence::{compact_for_model, Content, EvidenceItem};
+use investigator::evidence::{compact_for_model, Content};
 use investigator::sources::{CallContext, Error as SourceError, ToolOutput};
 use serde_json::{json, Value};
 
-use super::common::{parse_config, Harness};
+use super::common::{evidence_of, parse_config, Harness};
 
 pub(super) const API_KEY: &str = "dd-api-secret-123";
 pub(super) const APP_KEY: &str = "dd-app-secret-456";
@@ -389,20 +388,7 @@ async fn datadog_logs_metrics_monitors_scoped_by_service() {
             .all(|q| q.as_str() == "(env:prod) service:(checkout)"));
     }
     // The shared pattern grouping: the rare error template is in the compact view.
-    let item = EvidenceItem {
-        id: "E1".into(),
-        source: "datadog".into(),
-        kind: "datadog".into(),
-        tool: "search_logs".into(),
-        arguments: json!({}),
-        statement: output.statement.clone(),
-        at: Utc::now(),
-        duration_ms: 1,
-        content: Some(output.content.clone()),
-        error: None,
-        note: output.note.clone(),
-        attachments: output.attachments.clone(),
-    };
+    let item = evidence_of("datadog", "datadog", "search_logs", json!({}), &output);
     let compact = compact_for_model(&item, 4_000);
     assert!(compact.contains("payment gateway timeout"), "{compact}");
 

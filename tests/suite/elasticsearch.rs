@@ -20,11 +20,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use investigator::engine::CallError;
-use investigator::evidence::{compact_for_model, metrics, Content, EvidenceItem};
+use investigator::evidence::{compact_for_model, metrics, Content};
 use investigator::sources::{CallContext, ToolOutput};
 use serde_json::{json, Value};
 
-use super::common::{parse_config, Harness};
+use super::common::{evidence_of, parse_config, Harness};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Flavor {
@@ -832,20 +832,7 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
     assert_eq!(ndjson.lines().count(), 1200);
 
     // The compact view keeps the rare error pattern among 1200 normal lines.
-    let item = EvidenceItem {
-        id: "E1".into(),
-        source: "logs".into(),
-        kind: "elasticsearch".into(),
-        tool: "search_logs".into(),
-        arguments: json!({}),
-        statement: output.statement.clone(),
-        at: Utc::now(),
-        duration_ms: 1,
-        content: Some(output.content.clone()),
-        error: None,
-        note: output.note.clone(),
-        attachments: output.attachments.clone(),
-    };
+    let item = evidence_of("logs", "elasticsearch", "search_logs", json!({}), &output);
     let compact = compact_for_model(&item, 4_000);
     assert!(
         compact.contains("payment gateway timeout after <*>"),
@@ -1587,20 +1574,7 @@ async fn partial_results_are_said() {
     let total = value["total"].as_u64().unwrap_or(0);
     assert!(total > 0 && total < 1207, "{total}");
     // The model reads it beside the numbers it qualifies.
-    let item = EvidenceItem {
-        id: "E1".into(),
-        source: "logs".into(),
-        kind: "elasticsearch".into(),
-        tool: "search_logs".into(),
-        arguments: json!({}),
-        statement: output.statement.clone(),
-        at: Utc::now(),
-        duration_ms: 1,
-        content: Some(output.content.clone()),
-        error: None,
-        note: output.note.clone(),
-        attachments: output.attachments.clone(),
-    };
+    let item = evidence_of("logs", "elasticsearch", "search_logs", json!({}), &output);
     assert!(compact_for_model(&item, 4_000).contains(said));
 
     let output = call(&h, "U_PAY", "count", window()).await.expect("count");

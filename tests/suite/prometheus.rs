@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use investigator::engine::CallError;
-use investigator::evidence::{compact_for_model, metrics, Content, EvidenceItem};
+use investigator::evidence::{compact_for_model, metrics, Content};
 use investigator::sources::{CallContext, ToolOutput};
 use serde_json::{json, Value};
 
-use super::common::{parse_config, Harness};
+use super::common::{evidence_of, parse_config, Harness};
 
 /// Stops the Prometheus this test started when the test ends, however it ends.
 struct Server {
@@ -243,20 +243,7 @@ async fn real_prometheus_summaries_scoping_and_charts() {
     );
 
     // The model's view: the summary with the change, not the points.
-    let item = EvidenceItem {
-        id: "E1".into(),
-        source: "metrics".into(),
-        kind: "prometheus".into(),
-        tool: "query_range".into(),
-        arguments: args,
-        statement: output.statement.clone(),
-        at: Utc::now(),
-        duration_ms: 1,
-        content: Some(output.content.clone()),
-        error: None,
-        note: output.note.clone(),
-        attachments: output.attachments.clone(),
-    };
+    let item = evidence_of("metrics", "prometheus", "query_range", args, &output);
     let compact = compact_for_model(&item, 8_000);
     assert!(compact.contains("change at"), "{compact}");
     assert!(compact.contains("chart.png"), "{compact}");
