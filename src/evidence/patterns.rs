@@ -525,8 +525,7 @@ impl Drain {
 
     /// Adds a line tokenised apart (see [`TokenizedLines`]); the same group as `add` gives.
     fn add_tokenized(&mut self, source: &str, hashes: &[u64], keyed: &[bool]) -> usize {
-        if self.config.track_parameters || !self.wide_separators.is_empty() {
-            // Parameters need the tokens' raw spans; wide separators rewrite the line.
+        if !self.parallel() {
             return self.add(source);
         }
         let line = &mut self.line;
@@ -1397,7 +1396,7 @@ fn tokenize(
         if group.is_some() {
             let token = mask_group(bytes, start, end, config.mask_quoted, classes, line);
             line.tokens.push(token);
-        } else if seen & (C_DIGIT | C_SLASH | C_AT | C_QUOTE) == 0 && end - start < 36 {
+        } else if seen & (NOT_WORD | C_QUOTE) == 0 && end - start <= WORD_MAX_BYTES {
             // Most tokens: words, kept as they are (`mask_token`'s first case, inline).
             let raw = (start as u32, end as u32);
             line.tokens.push(Token {
@@ -1406,7 +1405,7 @@ fn tokenize(
                 in_masked: false,
                 kind: Kind::Plain,
             });
-        } else if seen & C_DIGIT != 0 && seen & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
+        } else if is_number(seen) {
             // Then numbers, times, dates, IPs (`mask_token`'s second case, inline).
             let token = mask_number(bytes, start, end, &mut line.masked);
             line.tokens.push(token);
@@ -1567,15 +1566,7 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
         b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
     ];
     // As words: 19 integer compares per candidate.
-    const PACKED: [u64; 19] = {
-        let mut packed = [0u64; 19];
-        let mut i = 0;
-        while i < NAMES.len() {
-            packed[i] = pack_word(NAMES[i]);
-            i += 1;
-        }
-        packed
-    };
+    const PACKED: [u64; 19] = pack_words(&NAMES);
     for k in (0..tokens.len().saturating_sub(1)).rev() {
         let t = tokens[k];
         let len = t.text.1 - t.text.0;
@@ -1636,15 +1627,7 @@ fn is_level(token: &[u8]) -> bool {
     ];
     // The names packed in words (at most 8 bytes), so that a token is looked up with
     // 15 integer compares: this runs on every plain token.
-    const PACKED: [(u64, usize); 15] = {
-        let mut packed = [(0u64, 0usize); 15];
-        let mut i = 0;
-        while i < LEVELS.len() {
-            packed[i] = (pack_word(LEVELS[i]), LEVELS[i].len());
-            i += 1;
-        }
-        packed
-    };
+    const PACKED: [u64; 15] = pack_words(&LEVELS);
     let len = token.len();
     if !(3..=10).contains(&len) {
         return false;
@@ -1666,7 +1649,21 @@ fn is_level(token: &[u8]) -> bool {
         }
         _ => return false,
     };
-    PACKED.iter().any(|&(w, l)| w == word && l == core_len)
+    PACKED
+        .iter()
+        .zip(LEVELS)
+        .any(|(&w, level)| w == word && level.len() == core_len)
+}
+
+/// Each word packed (see `pack_word`), for lookups by integer compares.
+const fn pack_words<const N: usize>(words: &[&[u8]; N]) -> [u64; N] {
+    let mut packed = [0u64; N];
+    let mut i = 0;
+    while i < N {
+        packed[i] = pack_word(words[i]);
+        i += 1;
+    }
+    packed
 }
 
 /// Up to the first 8 bytes, little-endian in a word (zero past the end).
@@ -1705,9 +1702,9 @@ fn mask_token(
 ) {
     let token = &source[start..end];
     let raw = (start as u32, end as u32);
-    let word = classes & (C_DIGIT | C_SLASH | C_AT) == 0 && token.len() < 36;
-    let number = classes & C_DIGIT != 0 && classes & !(C_DIGIT | C_JOIN | C_COLON) == 0;
-    let cacheable = !word && !number && token.len() <= MaskCache::MAX_TOKEN;
+    let cacheable = !is_word(classes, token.len())
+        && !is_number(classes)
+        && token.len() <= MaskCache::MAX_TOKEN;
     let hash = if cacheable { hash_bytes(token) } else { 0 };
     if cacheable {
         if let Some((text, in_masked, kind)) = scratch.cache.get(token, hash) {
@@ -1864,7 +1861,7 @@ fn mask_token_inner(
         kind,
     };
     let quoted = mask_quoted && classes & C_QUOTE != 0 && is_quoted(token);
-    if classes & (C_DIGIT | C_SLASH | C_AT) == 0 && !quoted && token.len() < 36 {
+    if is_word(classes, token.len()) && !quoted {
         // Most tokens: words.
         return verbatim(Kind::Plain);
     }
@@ -1875,11 +1872,12 @@ fn mask_token_inner(
         in_masked: true,
         kind: Kind::Param,
     };
-    if classes & C_DIGIT != 0 && classes & !(C_DIGIT | C_JOIN | C_COLON) == 0 {
+    if is_number(classes) {
         return mask_number(source, start, end, out);
     }
     // A token masked whole needs a quote, `/`, `@` or `:`, or 36 bytes (a UUID).
-    let may_be_whole = quoted || classes & (C_SLASH | C_AT | C_COLON) != 0 || token.len() >= 36;
+    let may_be_whole =
+        quoted || classes & (C_SLASH | C_AT | C_COLON) != 0 || token.len() > WORD_MAX_BYTES;
     if may_be_whole {
         let (lead, core, trail) = strip_wrapping(token);
         let whole = quoted
@@ -1903,6 +1901,25 @@ fn mask_token_inner(
         out.truncate(out_start);
         verbatim(Kind::Word)
     }
+}
+
+/// Byte classes that keep a token from being a plain word.
+const NOT_WORD: u8 = C_DIGIT | C_SLASH | C_AT;
+
+/// Words this long or longer are checked further (a UUID has 36 bytes).
+const WORD_MAX_BYTES: usize = 35;
+
+/// A token of these byte classes and length is a word kept as it is (unless quoted
+/// and quoted strings are masked): no digit, `/` or `@`, and short.
+#[inline(always)]
+const fn is_word(classes: u8, len: usize) -> bool {
+    classes & NOT_WORD == 0 && len <= WORD_MAX_BYTES
+}
+
+/// A token of these byte classes is a number, time, date or IP: digits, joiners and `:`.
+#[inline(always)]
+const fn is_number(classes: u8) -> bool {
+    classes & C_DIGIT != 0 && classes & !(C_DIGIT | C_JOIN | C_COLON) == 0
 }
 
 /// Numbers, times, dates, IPs (digits, joiners and `:` only): `2005-06-03-15.42.50.675872`,
