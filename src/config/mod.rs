@@ -835,6 +835,17 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             }
         }
     };
+    // Field-name settings: absent means the default, empty is a mistake.
+    let field_names = |fields: &[(&str, &Option<String>)], err: &mut dyn FnMut(&str, String)| {
+        for (key, value) in fields {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                err(
+                    key,
+                    "must not be empty; remove it to use the default".into(),
+                );
+            }
+        }
+    };
     let http_url = |key: &str, url: &str, err: &mut dyn FnMut(&str, String)| {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             err(key, format!("`{url}` must start with http:// or https://"));
@@ -968,20 +979,16 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
             secret("password", &c.password, &mut err);
             secret("api_key", &c.api_key, &mut err);
             secret("bearer_token", &c.bearer_token, &mut err);
-            for (key, value) in [
-                ("timestamp_field", &c.timestamp_field),
-                ("message_field", &c.message_field),
-                ("level_field", &c.level_field),
-                ("service_field", &c.service_field),
-                ("namespace_field", &c.namespace_field),
-            ] {
-                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                    err(
-                        key,
-                        "must not be empty; remove it to use the default".into(),
-                    );
-                }
-            }
+            field_names(
+                &[
+                    ("timestamp_field", &c.timestamp_field),
+                    ("message_field", &c.message_field),
+                    ("level_field", &c.level_field),
+                    ("service_field", &c.service_field),
+                    ("namespace_field", &c.namespace_field),
+                ],
+                &mut err,
+            );
         }
         SourceSpec::Datadog(c) => {
             secret("api_key", &Some(c.api_key.clone()), &mut err);
@@ -1116,19 +1123,15 @@ fn check_spec(file: &str, path: &str, spec: &SourceSpec, errors: &mut Vec<Config
                     );
                 }
             }
-            for (key, value) in [
-                ("timestamp_field", &c.timestamp_field),
-                ("message_field", &c.message_field),
-                ("level_field", &c.level_field),
-                ("service_field", &c.service_field),
-            ] {
-                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                    err(
-                        key,
-                        "must not be empty; remove it to use the defaults".into(),
-                    );
-                }
-            }
+            field_names(
+                &[
+                    ("timestamp_field", &c.timestamp_field),
+                    ("message_field", &c.message_field),
+                    ("level_field", &c.level_field),
+                    ("service_field", &c.service_field),
+                ],
+                &mut err,
+            );
             if c.max_bytes_scanned == Some(0) {
                 err("max_bytes_scanned", "must be at least 1".into());
             }
