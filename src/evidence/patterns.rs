@@ -325,17 +325,17 @@ impl Tokenizer {
     /// Allocates and touches this tokenizer's buffers and cache, so that a helper
     /// waiting for the first block (while it is read) spares the threads mining it the
     /// page faults of fresh memory (about 1 µs per 4 KiB on a VM) in their first chunks.
-    fn warm_up(&mut self) {
+    /// Stops early once `ready()`: the lines are there, and a helper late to them costs
+    /// more than the faults it spares.
+    fn warm_up(&mut self, ready: impl Fn() -> bool) {
         self.line.warm_up();
-        self.spare = (0..Self::WARM_BUFFERS)
-            .map(|_| {
-                let mut out = TokenizedLines::default();
-                touched(&mut out.hashes, Self::WARM_TOKENS, 0);
-                touched(&mut out.keyed, Self::WARM_TOKENS, false);
-                touched(&mut out.ends, CHUNK_LINES, 0);
-                out
-            })
-            .collect();
+        while self.spare.len() < Self::WARM_BUFFERS && !ready() {
+            let mut out = TokenizedLines::default();
+            touched(&mut out.hashes, Self::WARM_TOKENS, 0);
+            touched(&mut out.keyed, Self::WARM_TOKENS, false);
+            touched(&mut out.ends, CHUNK_LINES, 0);
+            self.spare.push(out);
+        }
     }
 
     #[cfg(test)]
@@ -1004,17 +1004,19 @@ fn write_templates_in_blocks(
     let first_lines: std::sync::OnceLock<Vec<&str>> = std::sync::OnceLock::new();
     let first_block: std::sync::OnceLock<SharedBlock<'_>> = std::sync::OnceLock::new();
     let early = early_helper && helper_min_lines.is_some() && drain.parallel();
+    // Set once the first block's lines are read (or will not be helped with).
+    let first_ready = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| -> std::io::Result<()> {
         // Told when the first block's lines are ready; dropped unused when not worth it.
         let (ready, wait) = std::sync::mpsc::channel::<()>();
         let mut ready = Some(ready);
         if early {
             let mut tokenizer = drain.tokenizer();
-            let first_block = &first_block;
+            let (first_block, first_ready) = (&first_block, &first_ready);
             let spawned = std::thread::Builder::new()
                 .name("drain-tokenize".into())
                 .spawn_scoped(scope, move || {
-                    tokenizer.warm_up();
+                    tokenizer.warm_up(|| first_ready.load(std::sync::atomic::Ordering::Relaxed));
                     if wait.recv().is_ok() {
                         if let Some(block) = first_block.get() {
                             block.help(&mut tokenizer);
@@ -1056,6 +1058,7 @@ fn write_templates_in_blocks(
                 }
             };
             if let Some(ready) = ready.take() {
+                first_ready.store(true, std::sync::atomic::Ordering::Relaxed);
                 // The first block goes to the early helper: it keeps its bytes, and
                 // reading goes on in a new block (zeroed lazily by the allocator).
                 let mut next = vec![0; block.len()];
@@ -1883,8 +1886,10 @@ impl MaskCache {
     fn warm_up(&mut self) {
         self.slots.clear();
         self.slots.resize(Self::SLOTS, CacheSlot::EMPTY);
-        self.bytes.resize(Self::MAX_BYTES, 0);
+        // Room for all, touched for the first quarter (more than a short input fills).
         self.bytes.clear();
+        self.bytes.reserve_exact(Self::MAX_BYTES);
+        touched(&mut self.bytes, Self::MAX_BYTES / 4, 0);
     }
 
     fn seen_before(&mut self, hash: u64) -> bool {
@@ -2810,9 +2815,14 @@ mod tests {
             let chunks = chunk_lines(&lines);
             let joined: Vec<&str> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
             assert_eq!(joined, lines, "{n} lines");
-            assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK_LINES));
+            assert!(chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() <= CHUNK_LINES));
             // Never longer than the one before (full ones, then shrinking ones).
-            assert!(chunks.windows(2).all(|w| w[1].len() <= w[0].len()), "{n} lines");
+            assert!(
+                chunks.windows(2).all(|w| w[1].len() <= w[0].len()),
+                "{n} lines"
+            );
             if n >= 2000 {
                 assert_eq!(chunks[0].len(), CHUNK_LINES);
                 assert!(chunks[chunks.len() - 1].len() <= MIN_CHUNK_LINES);
@@ -2880,7 +2890,7 @@ mod tests {
             let mut split = Drain::new(config);
             let tokenized = split.tokenizer().tokenize_all(&lines);
             let mut warmed = split.tokenizer();
-            warmed.warm_up();
+            warmed.warm_up(|| false);
             let again = warmed.tokenize_all(&lines);
             prop_assert_eq!(&tokenized.hashes, &again.hashes);
             prop_assert_eq!(&tokenized.keyed, &again.keyed);

@@ -351,6 +351,50 @@ fn logs_templates_writes_one_line_per_input_line() {
     );
     assert_eq!(text(&single.stdout), stdout);
 
+    // Mined three times in one process (a benchmark's protocol): the output once, the
+    // fastest parse time first on stderr and the first run's beside it.
+    let repeated = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &[
+            "logs",
+            "templates",
+            "--repeat",
+            "3",
+            &dir.path().join("hdfs.log").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(repeated.status.success(), "{}", text(&repeated.stderr));
+    assert_eq!(text(&repeated.stdout), stdout);
+    let err = text(&repeated.stderr);
+    let seconds = |key: &str| -> f64 {
+        let at = err.find(key).unwrap_or_else(|| panic!("{key} in {err}"));
+        err[at + key.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} value in {err}"))
+    };
+    assert!(err.contains("(fastest of 3 runs)"), "{err}");
+    assert!(
+        seconds(" parse_seconds=") <= seconds("first_run_seconds="),
+        "{err}"
+    );
+    let zero = investigator(
+        dir.path(),
+        &dir.path().join("s.db"),
+        &[
+            "logs",
+            "templates",
+            "--repeat",
+            "0",
+            &dir.path().join("hdfs.log").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!zero.status.success());
+
     let missing = investigator(
         dir.path(),
         &dir.path().join("s.db"),
