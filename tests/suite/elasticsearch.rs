@@ -56,6 +56,8 @@ struct Seen {
     time_out: bool,
     /// Requests answered 503 (a node that cannot serve), counted down.
     unavailable: u32,
+    /// Elasticsearch 7.10/7.11: points in time, but no `_shard_doc` to sort on.
+    no_shard_doc: bool,
 }
 
 #[derive(Clone)]
@@ -512,6 +514,28 @@ async fn close_pit(
 }
 
 fn search_in(fake: &Fake, indices: &str, body: &Value) -> Result<Value, Box<Response>> {
+    // As Elasticsearch answers `_shard_doc`: only under a point in time, only from 7.12.
+    let shard_doc = body
+        .get("sort")
+        .and_then(Value::as_array)
+        .is_some_and(|sort| sort.iter().any(|s| s.get("_shard_doc").is_some()));
+    if shard_doc {
+        let no_shard_doc = fake.seen.lock().map(|s| s.no_shard_doc).unwrap_or_default();
+        if !matches!(fake.flavor, Flavor::Es8) || no_shard_doc {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "query_shard_exception",
+                "No mapping found for [_shard_doc] in order to sort on",
+            )));
+        }
+        if body.get("pit").is_none() {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "[_shard_doc] sort field cannot be used without [point in time]",
+            )));
+        }
+    }
     if let Some(terms) = body
         .pointer("/aggs/top/terms/field")
         .and_then(Value::as_str)
@@ -815,9 +839,15 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
             pages[0]["pit"]["id"], pages[1]["pit"]["id"],
             "the newest id is used"
         );
+        // Ties are broken by shard and document under the point in time (`_doc`
+        // alone repeats across shards).
+        for body in &pages {
+            assert_eq!(body["sort"][1], json!({"_shard_doc": "asc"}), "{body}");
+        }
         assert_eq!(seen.pits_opened, 1);
         assert!(seen.pits_open.is_empty(), "the point in time was not freed");
     }
+    assert!(statement.contains(r#"{"_shard_doc":"asc"}"#), "{statement}");
     // Every hit is unique across pages.
     let ids: std::collections::BTreeSet<String> = value["hits"]
         .as_array()
@@ -957,6 +987,68 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
         err.contains("illegal_argument_exception: Text fields are not optimised"),
         "{err}"
     );
+}
+
+/// Elasticsearch 7.10 and 7.11 have points in time but cannot sort on `_shard_doc`:
+/// the refused first page is asked again with `_doc`, and paging goes on.
+#[tokio::test]
+async fn points_in_time_without_shard_doc_page_by_doc() {
+    let (fake, url) = start(Flavor::Es8, "ApiKey a2V5OnNlY3JldA==").await;
+    fake.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .no_shard_doc = true;
+    let h = Harness::new(parse_config(
+        &sources("elasticsearch", &url, "    api_key: a2V5OnNlY3JldA==\n"),
+        SQUADS,
+    ))
+    .await;
+    let output = call(
+        &h,
+        "U_PAY",
+        "search_logs",
+        with(window(), json!({"limit": 1200})),
+    )
+    .await
+    .expect("search");
+    let Content::Json(value) = &output.content else {
+        panic!("json")
+    };
+    let ids: std::collections::BTreeSet<String> = value["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| format!("{}{}", h["timestamp"], h["message"]))
+        .collect();
+    assert_eq!(ids.len(), 1200);
+    assert!(
+        output.statement.contains("(3 page(s))"),
+        "{}",
+        output.statement
+    );
+    assert!(
+        output.statement.contains(r#"{"_doc":"asc"}"#),
+        "{}",
+        output.statement
+    );
+    let seen = fake.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let sorts: Vec<(&str, String)> = seen
+        .requests
+        .iter()
+        .map(|(path, body)| (path.as_str(), body["sort"][1].to_string()))
+        .collect();
+    assert_eq!(
+        sorts,
+        [
+            ("/logs-payment-*/_pit", "null".to_string()),
+            ("/_search", r#"{"_shard_doc":"asc"}"#.to_string()),
+            ("/_search", r#"{"_doc":"asc"}"#.to_string()),
+            ("/_search", r#"{"_doc":"asc"}"#.to_string()),
+            ("/_search", r#"{"_doc":"asc"}"#.to_string()),
+            ("DELETE /_pit", "null".to_string()),
+        ]
+    );
+    assert!(seen.pits_open.is_empty(), "the point in time was not freed");
 }
 
 #[tokio::test]

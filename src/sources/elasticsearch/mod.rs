@@ -492,6 +492,7 @@ impl ElasticsearchSource {
             pages,
             notes: paging_notes,
             partial,
+            tiebreak,
         } = paged;
         // Partial results first: they qualify every number after them.
         let mut notes: Vec<String> = partial.note().into_iter().collect();
@@ -523,7 +524,13 @@ impl ElasticsearchSource {
         Ok(ToolOutput {
             statement: format!(
                 "POST /{index}/_search ({pages} page(s)) {}",
-                query::search_body(&self.fields, &filters, PAGE_SIZE.min(limit), None)
+                query::search_body(
+                    &self.fields,
+                    &filters,
+                    PAGE_SIZE.min(limit),
+                    None,
+                    tiebreak.unwrap_or(query::Tiebreak::Doc)
+                )
             ),
             content: Content::Json(content),
             note: (!notes.is_empty()).then(|| notes.join("; ")),
@@ -548,11 +555,17 @@ impl ElasticsearchSource {
             pages,
             notes,
             partial,
+            tiebreak: used,
         } = paged;
         let mut search_after: Option<Value> = None;
+        let mut tiebreak = match (self.kind, pit.is_some()) {
+            ("elasticsearch", true) => query::Tiebreak::ShardDoc,
+            _ => query::Tiebreak::Doc,
+        };
         while (hits.len() as u64) < limit {
             let size = (limit - hits.len() as u64).min(PAGE_SIZE);
-            let mut body = query::search_body(&self.fields, filters, size, search_after.as_ref());
+            let mut body =
+                query::search_body(&self.fields, filters, size, search_after.as_ref(), tiebreak);
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 notes.push("stopped paging at the call's time limit".to_string());
@@ -566,8 +579,22 @@ impl ElasticsearchSource {
                 }
                 None => format!("/{}/_search", encode_index(index)),
             };
-            let response = self.post(&path, &body, remaining).await?;
+            let response = match self.post(&path, &body, remaining).await {
+                // Elasticsearch 7.10 and 7.11 have points in time but not `_shard_doc`:
+                // the first page says so, and paging goes on with `_doc`.
+                Err(Error::Query(message))
+                    if tiebreak == query::Tiebreak::ShardDoc
+                        && *pages == 0
+                        && message.contains("_shard_doc") =>
+                {
+                    tracing::debug!(source = %self.name, %message, "no _shard_doc; ties broken by _doc");
+                    tiebreak = query::Tiebreak::Doc;
+                    continue;
+                }
+                other => other?,
+            };
             *pages += 1;
+            *used = Some(tiebreak);
             partial.add(&response);
             // Elasticsearch may hand out a new id with each page; the newest counts.
             if let (Some(id), Some(newer)) =
@@ -860,6 +887,8 @@ struct Paged {
     pages: u32,
     notes: Vec<String>,
     partial: Partial,
+    /// The tiebreak the pages were sorted by (for the statement shown).
+    tiebreak: Option<query::Tiebreak>,
 }
 
 /// The partial-results note of a single response, if it was incomplete.

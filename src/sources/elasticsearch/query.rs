@@ -100,14 +100,36 @@ pub fn bool_query(fields: &Fields, filters: &Filters) -> Value {
     json!({"bool": {"filter": clauses}})
 }
 
+/// What breaks ties between hits with the same timestamp, so that `search_after`
+/// pages neither repeat nor skip them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiebreak {
+    /// Lucene's document number: unique within a shard only, so hits of another shard
+    /// with the same timestamp may be skipped at a page boundary. What there is
+    /// without a point in time, and on OpenSearch.
+    Doc,
+    /// Shard and document number under an Elasticsearch point in time (7.12+):
+    /// unique across shards and indices.
+    ShardDoc,
+}
+
+impl Tiebreak {
+    fn field(self) -> &'static str {
+        match self {
+            Tiebreak::Doc => "_doc",
+            Tiebreak::ShardDoc => "_shard_doc",
+        }
+    }
+}
+
 /// A page of hits, newest first; `search_after` continues after the last page's
-/// `sort` values. `_doc` breaks ties so pages neither repeat nor skip hits with the
-/// same timestamp (within one index snapshot).
+/// `sort` values.
 pub fn search_body(
     fields: &Fields,
     filters: &Filters,
     size: u64,
     search_after: Option<&Value>,
+    tiebreak: Tiebreak,
 ) -> Value {
     let mut body = json!({
         "size": size,
@@ -115,7 +137,7 @@ pub fn search_body(
         "query": bool_query(fields, filters),
         "sort": [
             {fields.timestamp.as_str(): {"order": "desc", "unmapped_type": "date"}},
-            {"_doc": "asc"}
+            {tiebreak.field(): "asc"}
         ]
     });
     if let Some(after) = search_after {
