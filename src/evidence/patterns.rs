@@ -1429,6 +1429,7 @@ fn tokenize(
     line.masked.clear();
     line.hashes.clear();
     line.keys.clear();
+    line.scratch.last = None;
     let bytes = source.as_bytes();
     let max_tokens = config.max_tokens.max(1);
     let mut i = 0;
@@ -1567,6 +1568,9 @@ fn mask_group(
     let mut tokens = std::mem::take(&mut line.part_tokens);
     parts.clear();
     tokens.clear();
+    // The parts' texts go to `parts`: the line's last slow token (in `masked`) is put
+    // aside meanwhile.
+    let outer = line.scratch.last.take();
     let mut i = start;
     while i < end {
         while i < end && classes[usize::from(bytes[i])] == 0 {
@@ -1592,6 +1596,7 @@ fn mask_group(
             &mut tokens,
         );
     }
+    line.scratch.last = outer;
     mask_dates(bytes, &mut tokens, &mut parts);
     let out_start = line.masked.len();
     let mut kind = Kind::Plain;
@@ -1779,6 +1784,21 @@ fn mask_token(
 ) {
     let token = &source[start..end];
     let raw = (start as u32, end as u32);
+    // The same token again in this line (a node or host named twice): its result.
+    if let Some(last) = scratch.last {
+        let (a, b) = last.raw;
+        if source.get(a as usize..b as usize) == Some(token) {
+            let text = if last.in_masked {
+                let at = out.len();
+                out.extend_from_within(last.text.0 as usize..last.text.1 as usize);
+                (at as u32, out.len() as u32)
+            } else {
+                raw
+            };
+            tokens.push(Token { raw, text, ..last });
+            return;
+        }
+    }
     let cacheable = !is_word(classes, token.len())
         && !is_number(classes)
         && token.len() <= MaskCache::MAX_TOKEN;
@@ -1817,6 +1837,7 @@ fn mask_token(
             .cache
             .put(token, hash, t.text(source, out), t.in_masked, t.kind);
     }
+    scratch.last = Some(t);
     tokens.push(t);
 }
 
@@ -1825,6 +1846,9 @@ fn mask_token(
 struct MaskScratch {
     runs: Vec<Run>,
     cache: MaskCache,
+    /// The last token of the current line that took the slow path (its text, when
+    /// masked, is in the line's `masked`); `None` at the start of each line.
+    last: Option<Token>,
 }
 
 /// Masking results of recent tokens that took the slow path (`mask_token_inner`): the
@@ -2146,6 +2170,11 @@ fn emit_runs(token: &[u8], out: &mut Vec<u8>, runs: &mut [Run], digit_runs: usiz
 
 /// `log4j`, `i18n`, `k8s`: one short digit run inside letters is part of a word.
 fn is_word_with_digit(run: &[u8]) -> bool {
+    // Letters on both ends, or not a word (most digit runs end in a digit: `R02`, `x86`).
+    match (run.first(), run.last()) {
+        (Some(a), Some(z)) if a.is_ascii_alphabetic() && z.is_ascii_alphabetic() => {}
+        _ => return false,
+    }
     let first_digit = run.iter().position(u8::is_ascii_digit);
     let last_digit = run.iter().rposition(u8::is_ascii_digit);
     match (first_digit, last_digit) {
@@ -3005,6 +3034,71 @@ mod tests {
             prop_assert_eq!(texts(&fresh), texts(&cached));
         }
     }
+    proptest! {
+        /// A token met again in its line reuses its first result (`MaskScratch::last`):
+        /// each token still masks as it does alone. Letters that spell no month, day or
+        /// level, and no brackets, so that no token depends on its neighbours.
+        #[test]
+        fn repeated_tokens_mask_as_alone(
+            words in proptest::collection::vec("[qxzk0-9:/@._\\-]{1,24}", 1..6),
+            picks in proptest::collection::vec(0usize..6, 1..12),
+        ) {
+            let chosen: Vec<&str> = picks.iter().map(|&i| words[i % words.len()].as_str()).collect();
+            let line = chosen.join(" ");
+            let config = DrainConfig::default();
+            let classes = Drain::new(config.clone()).classes;
+            let mut whole = Line::default();
+            tokenize(&config, 3, &classes, &line, &mut whole);
+            prop_assert_eq!(whole.tokens.len(), chosen.len());
+            for (i, word) in chosen.iter().enumerate() {
+                let mut alone = Line::default();
+                tokenize(&config, 3, &classes, word, &mut alone);
+                let t = whole.tokens[i];
+                prop_assert_eq!(
+                    t.text(line.as_bytes(), &whole.masked),
+                    alone.tokens[0].text(word.as_bytes(), &alone.masked),
+                    "{} in {}", word, line
+                );
+                prop_assert_eq!(whole.hashes[i], alone.hashes[0], "{} in {}", word, line);
+                let at: usize = chosen[..i].iter().map(|w| w.len() + 1).sum();
+                prop_assert_eq!(t.raw, (at as u32, (at + word.len()) as u32));
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_tokens_inside_and_outside_groups_mask_as_alone() {
+        let config = DrainConfig::default();
+        let classes = Drain::new(config.clone()).classes;
+        // `[abc1` is a token, then the first part of the group `[abc1 def]`.
+        let parts = [
+            "[abc1",
+            "[abc1 def]",
+            "[zz R02-M1-N0]",
+            "R02-M1-N0",
+            "[qq R02-M1-N0 zz]",
+            "[R02-M1-N0 R02-M1-N0 qq]",
+            "R02-M1-N0",
+            "core.2275",
+        ];
+        let line = parts.join(" ");
+        let mut whole = Line::default();
+        tokenize(&config, 3, &classes, &line, &mut whole);
+        assert_eq!(whole.tokens.len(), parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let mut alone = Line::default();
+            tokenize(&config, 3, &classes, part, &mut alone);
+            assert_eq!(
+                String::from_utf8_lossy(whole.tokens[i].text(line.as_bytes(), &whole.masked)),
+                String::from_utf8_lossy(alone.tokens[0].text(part.as_bytes(), &alone.masked)),
+                "{part}"
+            );
+            assert_eq!(whole.hashes[i], alone.hashes[0], "{part}");
+            let at: usize = parts[..i].iter().map(|p| p.len() + 1).sum();
+            assert_eq!(whole.tokens[i].raw, (at as u32, (at + part.len()) as u32));
+        }
+    }
+
     proptest! {
         /// Hashes read the tail with overlapping loads: the same as assembling it byte
         /// by byte.
