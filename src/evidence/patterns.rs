@@ -1642,6 +1642,7 @@ fn push_wild(line: &mut Line, start: usize, end: usize) {
 
 /// Month and weekday names right before a masked number are part of a date
 /// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`).
+/// A syslog header's host is masked too (`mask_syslog_host`).
 fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
     const NAMES: [&[u8]; 19] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -1649,6 +1650,7 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
     ];
     // As words: 19 integer compares per candidate.
     const PACKED: [u64; 19] = pack_words(&NAMES);
+    let mut first_name = None;
     for k in (0..tokens.len().saturating_sub(1)).rev() {
         let t = tokens[k];
         let len = t.text.1 - t.text.0;
@@ -1684,8 +1686,71 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
             tokens[k].text = (out as u32, masked.len() as u32);
             tokens[k].in_masked = true;
             tokens[k].kind = Kind::Param;
+            first_name = Some(k);
         }
     }
+    if let Some(k) = first_name {
+        mask_syslog_host(source, tokens, masked, k);
+    }
+}
+
+/// The host of a syslog header (`Jul  1 09:04:33 web-a sshd[812]: …`) is a parameter:
+/// lines from several hosts are one event. `k`: the first date name `mask_dates` masked;
+/// a month among the first 8 tokens, then a day and a time, then the host, masked where
+/// it is a plain word (a name with digits is masked already), then a tag ending in `:`.
+#[inline(never)] // rare; inlined, it slowed the per-line code by 2 to 8%
+fn mask_syslog_host(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>, k: usize) {
+    if k >= 8 {
+        return;
+    }
+    let (Some(month), Some(day), Some(time), Some(&host), Some(tag)) = (
+        tokens.get(k),
+        tokens.get(k + 1),
+        tokens.get(k + 2),
+        tokens.get(k + 3),
+        tokens.get(k + 4),
+    ) else {
+        return;
+    };
+    // Most hosts hold digits and are masked already.
+    if host.kind != Kind::Plain {
+        return;
+    }
+    let raw = |t: &Token| {
+        source
+            .get(t.raw.0 as usize..t.raw.1 as usize)
+            .unwrap_or_default()
+    };
+    const MONTHS: [u64; 12] = pack_words(&[
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ]);
+    if !MONTHS.contains(&pack_word(raw(month))) {
+        return;
+    }
+    let (day, time) = (raw(day), raw(time));
+    let is_time = time.len() >= 8
+        && time[..8].iter().enumerate().all(|(i, &b)| {
+            if i == 2 || i == 5 {
+                b == b':'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !(1..=2).contains(&day.len()) || !day.iter().all(u8::is_ascii_digit) || !is_time {
+        return;
+    }
+    let tag = tag.text(source, masked);
+    // Upper case alone is a level (`INFO`), not a host.
+    let host_text = host.text(source, masked);
+    if host_text.iter().all(u8::is_ascii_uppercase) || tag.len() < 2 || !tag.ends_with(b":") {
+        return;
+    }
+    let out = masked.len();
+    masked.extend_from_slice(WILDCARD.as_bytes());
+    tokens[k + 3].text = (out as u32, masked.len() as u32);
+    tokens[k + 3].in_masked = true;
+    tokens[k + 3].kind = Kind::Param;
 }
 
 /// `INFO`, `WARN`, `[error]`, `<notice>`: upper case alone, any case when bracketed.
@@ -2463,6 +2528,41 @@ mod tests {
     }
 
     #[test]
+    fn syslog_hosts_are_parameters() {
+        // The same event from two hosts named by words is one group.
+        let mut d = Drain::new(DrainConfig::default());
+        let a = d.add("Jul  1 09:04:33 web-blue sshd[812]: Accepted publickey for deploy");
+        let b = d.add("Jul  2 11:00:01 authorMacBook-Pro sshd[9]: Accepted publickey for deploy");
+        assert_eq!(d.resolve(a), d.resolve(b));
+        assert_eq!(
+            d.template(d.resolve(a)),
+            "<*> <*> <*> <*> sshd[<*>]: Accepted publickey for deploy"
+        );
+        // Tags without a pid, after a sequence number or inside Thunderbird's header.
+        assert_eq!(
+            masked("Jun 14 15:16:01 combo kernel: Linux version"),
+            "<*> <*> <*> <*> kernel: Linux version"
+        );
+        assert_eq!(
+            masked("- 1131566461 2005.11.09 tbird Nov 9 12:01:01 admin crond[2915]: ok"),
+            "- <*> <*> tbird <*> <*> <*> <*> crond[<*>]: ok"
+        );
+        // Not a syslog header: no tag after the word, a level, a date late in the line.
+        assert_eq!(
+            masked("Jul 1 09:04:33 backup finished fine"),
+            "<*> <*> <*> backup finished fine"
+        );
+        assert_eq!(
+            masked("Jul 1 09:04:33 INFO app: started"),
+            "<*> <*> <*> INFO app: started"
+        );
+        assert_eq!(
+            masked("a b c d e f g h i Jul 1 09:04:33 web-a sshd[1]: x"),
+            "a b c d e f g h i <*> <*> <*> web-a sshd[<*>]: x"
+        );
+    }
+
+    #[test]
     fn masks_durations_timestamps_and_dates() {
         assert_eq!(masked("took 250ms then 1.5s"), "took <*> then <*>");
         assert_eq!(
@@ -2470,9 +2570,10 @@ mod tests {
             "<*> <*> INFO start"
         );
         assert_eq!(masked("17/06/09 20:10:40 INFO start"), "<*> <*> INFO start");
+        // A syslog header's host is a parameter too (`mask_syslog_host`).
         assert_eq!(
             masked("Jun 3 15:42:50 host sshd[19939]: ok"),
-            "<*> <*> <*> host sshd[<*>]: ok"
+            "<*> <*> <*> <*> sshd[<*>]: ok"
         );
         assert_eq!(
             masked("[Sun Dec 04 04:47:44 2005] [notice] ok"),
