@@ -109,6 +109,25 @@ async fn api(
             json!({"type": "Normal", "reason": "Pulled", "message": "Container image pulled", "count": 1, "lastTimestamp": "2024-05-01T10:00:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e1"}}),
             json!({"type": "Warning", "reason": "BackOff", "message": "Back-off restarting failed container app", "count": 12, "lastTimestamp": "2024-05-01T10:12:00Z", "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abc"}, "metadata": {"name": "e2"}}),
         ]),
+        ["api", "v1", "namespaces", _ns, "pods", "ledger-json-1", "log"] => {
+            // A service logging JSON (zap's encoder): the cause is in a field.
+            let mut text = String::new();
+            for i in 0..60 {
+                text.push_str(&format!(
+                    "2024-05-01T10:10:{:02}.000000000Z {{\"level\":\"info\",\"ts\":1714558200.{i},\"caller\":\"http/server.go:88\",\"msg\":\"request done\",\"status\":200,\"latency_ms\":{}}}\n",
+                    i % 60,
+                    i % 17
+                ));
+            }
+            for i in 0..3 {
+                text.push_str(&format!(
+                    "2024-05-01T10:11:0{i}.000000000Z {{\"level\":\"error\",\"ts\":1714558260.{i},\"caller\":\"ledger/post.go:41\",\"msg\":\"posting failed\",\"order\":{},\"error\":\"dial tcp 10.0.4.{i}:5432: connect: connection refused\"}}\n",
+                    7000 + i
+                ));
+            }
+            text.push_str("2024-05-01T10:11:09.000000000Z {not json, a plain line that starts with a brace\n");
+            text.into_response()
+        }
         ["api", "v1", "namespaces", _ns, "pods", pod, "log"] => {
             if *pod != "checkout-7d9f-abc" {
                 return (StatusCode::NOT_FOUND, Json(json!({"kind": "Status", "status": "Failure", "message": format!("pods \"{pod}\" not found"), "reason": "NotFound", "code": 404}))).into_response();
@@ -310,6 +329,55 @@ async fn kubernetes_reads_granted_namespaces_only() {
             .contains("OutOfMemoryError")
     });
     assert_eq!(oom.map(|p| p["count"].clone()), Some(json!(2)));
+
+    // JSON lines: their own level and message, the other fields after it, so the cause
+    // (`error`) is in the pattern; a line that only looks like JSON stays as it is.
+    let out = call(
+        &h,
+        "U_PAY",
+        "pod_logs",
+        json!({"namespace": "payments", "pod": "ledger-json-1", "tail_lines": 100}),
+    )
+    .await
+    .expect("json logs");
+    let Content::Json(v) = &out.content else {
+        panic!("json")
+    };
+    let hits = v["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 64);
+    assert_eq!(hits[0]["level"], "info");
+    assert!(
+        hits[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("request done caller=http/server.go:88 status=200")),
+        "{}",
+        hits[0]
+    );
+    assert_eq!(hits[60]["level"], "error");
+    assert_eq!(hits[63]["level"], "");
+    assert_eq!(
+        hits[63]["message"],
+        "{not json, a plain line that starts with a brace"
+    );
+    let patterns = v["patterns"].as_array().cloned().unwrap_or_default();
+    let failed = patterns
+        .iter()
+        .find(|p| {
+            p["template"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("posting failed")
+        })
+        .unwrap_or_else(|| panic!("{patterns:?}"));
+    assert_eq!(failed["count"], json!(3));
+    assert!(
+        failed["template"]
+            .as_str()
+            .unwrap_or("")
+            .contains("connect: connection refused"),
+        "{failed}"
+    );
+    assert_eq!(patterns.len(), 3, "{patterns:?}");
 
     let out = call(&h, "U_PAY", "rollouts", json!({"namespace": "payments"}))
         .await

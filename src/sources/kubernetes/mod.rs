@@ -647,14 +647,16 @@ impl KubernetesSource {
         let path = format!("/api/v1/namespaces/{ns}/pods/{pod}/log");
         let body = self.get(cluster, &path, &query, ctx.timeout).await?;
         let text = String::from_utf8_lossy(&body);
+        let fields = crate::sources::logfile::FieldNames::default();
         let rows: Vec<LogRow> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
                 let (ts, message) = line.split_once(' ').unwrap_or(("", line));
+                let (level, message) = pod_message(message, &fields);
                 LogRow {
                     timestamp: ts.to_string(),
-                    level: level_of(message),
+                    level,
                     service: pod.to_string(),
                     message: message.chars().take(4096).collect(),
                     index: ns.to_string(),
@@ -1225,6 +1227,40 @@ fn check_name(tool: &str, key: &str, name: &str) -> Result<()> {
 }
 
 /// A level guessed from the line (container logs carry none of their own).
+/// Level and message of one container log line. A JSON line (zap, logrus, pino,
+/// logback's JSON encoders) gives its own level and message, and its other scalar
+/// fields follow as ` key=value` (the error, the status: what the cause is often in);
+/// anything else is the line itself, its level guessed from its words.
+fn pod_message(message: &str, fields: &crate::sources::logfile::FieldNames) -> (String, String) {
+    use crate::sources::logfile::{parse_line, LineFormat};
+    /// Characters kept of one field's value.
+    const MAX_FIELD_CHARS: usize = 300;
+    if message.trim_start().starts_with('{') {
+        let record = parse_line(message, LineFormat::Auto, fields);
+        if let Some(others) = record.json {
+            let level = match record.level {
+                Some(level) => level.to_ascii_lowercase(),
+                None => level_of(&record.message),
+            };
+            let mut text = record.message;
+            for (key, value) in &others {
+                let value = match value {
+                    Value::String(s) => s.chars().take(MAX_FIELD_CHARS).collect(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null | Value::Array(_) | Value::Object(_) => continue,
+                };
+                text.push(' ');
+                text.push_str(key);
+                text.push('=');
+                text.push_str(&value);
+            }
+            return (level, text);
+        }
+    }
+    (level_of(message), message.to_string())
+}
+
 fn level_of(message: &str) -> String {
     let upper: String = message
         .chars()
@@ -1299,7 +1335,7 @@ impl Source for KubernetesSource {
             },
             ToolSpec {
                 name: TOOL_LOGS.into(),
-                description: format!("The last lines of one pod's container log on Kubernetes `{name}`, grouped into message templates with counts; `previous` reads the crashed instance before the last restart.{scope}"),
+                description: format!("The last lines of one pod's container log on Kubernetes `{name}`, grouped into message templates with counts (JSON lines by their message, their other fields after it as key=value); `previous` reads the crashed instance before the last restart.{scope}"),
                 input_schema: schema(json!({
                     "namespace": ns, "context": context,
                     "pod": {"type": "string", "description": "Pod name (from the pods tool)."},
