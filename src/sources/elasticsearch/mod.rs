@@ -663,22 +663,13 @@ impl ElasticsearchSource {
     }
 
     fn row(&self, hit: &Value) -> LogRow {
-        let source = hit.get("_source").cloned().unwrap_or(Value::Null);
-        let field = |name: &str| -> String {
-            let value = source
-                .get(name)
-                .or_else(|| source.pointer(&format!("/{}", name.replace('.', "/"))));
-            match value {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            }
-        };
+        let source = hit.get("_source").unwrap_or(&Value::Null);
+        let field = |name: &str| field_text(source, name);
         LogRow {
             timestamp: field(&self.fields.timestamp),
             level: field(&self.fields.level),
             service: field(&self.fields.service),
-            message: field(&self.fields.message),
+            message: message_of(source, &self.fields.message),
             index: hit
                 .get("_index")
                 .and_then(Value::as_str)
@@ -1283,9 +1274,79 @@ fn glob(pattern: &str, text: &str) -> bool {
     wildcard_match(pattern, text)
 }
 
+/// A field of a hit's `_source` as text: a flat key first (`"log.level": …`), then the
+/// dotted path through nested objects; empty when absent or null.
+fn field_text(source: &Value, name: &str) -> String {
+    let value = source
+        .get(name)
+        .or_else(|| source.pointer(&format!("/{}", name.replace('.', "/"))));
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Where a hit's message is looked for when the configured field is empty or absent
+/// (indices of one pattern may come from different shippers): ECS/Filebeat, zap/pino,
+/// Fluent Bit's Kubernetes default, ECS's original event.
+const MESSAGE_FALLBACKS: [&str; 4] = ["message", "msg", "log", "event.original"];
+
+/// The message of a hit: the configured field, else the first usual one that has text
+/// (an empty message would put every such hit in one pattern).
+fn message_of(source: &Value, configured: &str) -> String {
+    let message = field_text(source, configured);
+    if !message.is_empty() {
+        return message;
+    }
+    MESSAGE_FALLBACKS
+        .iter()
+        .map(|name| field_text(source, name))
+        .find(|m| !m.is_empty())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_fall_back_to_the_usual_fields() {
+        let hit = |v: Value| v;
+        assert_eq!(
+            message_of(&hit(json!({"message": "m", "msg": "x"})), "message"),
+            "m"
+        );
+        assert_eq!(
+            message_of(&hit(json!({"msg": "from zap"})), "message"),
+            "from zap"
+        );
+        assert_eq!(
+            message_of(&hit(json!({"log": "from fluent bit\n"})), "message"),
+            "from fluent bit\n"
+        );
+        assert_eq!(
+            message_of(
+                &hit(json!({"message": "", "event": {"original": "raw"}})),
+                "message"
+            ),
+            "raw"
+        );
+        // The configured field wins, flat or nested.
+        assert_eq!(
+            message_of(
+                &hit(json!({"body": {"text": "t"}, "msg": "x"})),
+                "body.text"
+            ),
+            "t"
+        );
+        assert_eq!(
+            message_of(&hit(json!({"body.text": "flat", "msg": "x"})), "body.text"),
+            "flat"
+        );
+        assert_eq!(message_of(&hit(json!({"other": 1})), "message"), "");
+        assert_eq!(message_of(&Value::Null, "message"), "");
+    }
 
     fn row(i: usize, message: String) -> LogRow {
         LogRow {
