@@ -267,6 +267,23 @@ impl Token {
         let buf = if self.in_masked { masked } else { source };
         buf.get(a as usize..b as usize).unwrap_or_default()
     }
+
+    /// The token as it stands in the line.
+    fn raw<'a>(&self, source: &'a [u8]) -> &'a [u8] {
+        let (a, b) = self.raw;
+        source.get(a as usize..b as usize).unwrap_or_default()
+    }
+
+    /// Rewrites the token as `lead<*>trail` in `masked`, a parameter (its raw span stays).
+    fn make_wild(&mut self, masked: &mut Vec<u8>, lead: &[u8], trail: &[u8]) {
+        let out = masked.len();
+        masked.extend_from_slice(lead);
+        masked.extend_from_slice(WILDCARD.as_bytes());
+        masked.extend_from_slice(trail);
+        self.text = (out as u32, masked.len() as u32);
+        self.in_masked = true;
+        self.kind = Kind::Param;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1642,14 +1659,17 @@ fn push_wild(line: &mut Line, start: usize, end: usize) {
 
 /// Month and weekday names right before a masked number are part of a date
 /// (`Jun 3 15:42:50`, `[Sun Dec 04 04:47:44 2005]`).
+/// Month names, then day names, as words (`pack_words`): one integer compare each.
+const DATE_NAMES: [u64; 19] = pack_words(&[
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+    b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
+]);
+
+/// The months among `DATE_NAMES`.
+const MONTHS: usize = 12;
+
 /// A syslog header's host is masked too (`mask_syslog_host`).
 fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
-    const NAMES: [&[u8]; 19] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
-    ];
-    // As words: 19 integer compares per candidate.
-    const PACKED: [u64; 19] = pack_words(&NAMES);
     let mut first_name = None;
     for k in (0..tokens.len().saturating_sub(1)).rev() {
         let t = tokens[k];
@@ -1675,17 +1695,10 @@ fn mask_dates(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>) {
             continue;
         }
         let (lead, core, trail) = strip_wrapping(t.text(source, masked));
-        if core.len() == 3 && PACKED.contains(&pack_word(core)) {
+        if core.len() == 3 && DATE_NAMES.contains(&pack_word(core)) {
             let (lead, trail) = (lead.len(), trail.len());
-            let (a, b) = t.raw;
-            let raw = source.get(a as usize..b as usize).unwrap_or_default();
-            let out = masked.len();
-            masked.extend_from_slice(&raw[..lead]);
-            masked.extend_from_slice(WILDCARD.as_bytes());
-            masked.extend_from_slice(&raw[raw.len() - trail..]);
-            tokens[k].text = (out as u32, masked.len() as u32);
-            tokens[k].in_masked = true;
-            tokens[k].kind = Kind::Param;
+            let raw = t.raw(source);
+            tokens[k].make_wild(masked, &raw[..lead], &raw[raw.len() - trail..]);
             first_name = Some(k);
         }
     }
@@ -1716,19 +1729,10 @@ fn mask_syslog_host(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>, k
     if host.kind != Kind::Plain {
         return;
     }
-    let raw = |t: &Token| {
-        source
-            .get(t.raw.0 as usize..t.raw.1 as usize)
-            .unwrap_or_default()
-    };
-    const MONTHS: [u64; 12] = pack_words(&[
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ]);
-    if !MONTHS.contains(&pack_word(raw(month))) {
+    if !DATE_NAMES[..MONTHS].contains(&pack_word(month.raw(source))) {
         return;
     }
-    let (day, time) = (raw(day), raw(time));
+    let (day, time) = (day.raw(source), time.raw(source));
     let is_time = time.len() >= 8
         && time[..8].iter().enumerate().all(|(i, &b)| {
             if i == 2 || i == 5 {
@@ -1746,11 +1750,7 @@ fn mask_syslog_host(source: &[u8], tokens: &mut [Token], masked: &mut Vec<u8>, k
     if host_text.iter().all(u8::is_ascii_uppercase) || tag.len() < 2 || !tag.ends_with(b":") {
         return;
     }
-    let out = masked.len();
-    masked.extend_from_slice(WILDCARD.as_bytes());
-    tokens[k + 3].text = (out as u32, masked.len() as u32);
-    tokens[k + 3].in_masked = true;
-    tokens[k + 3].kind = Kind::Param;
+    tokens[k + 3].make_wild(masked, b"", b"");
 }
 
 /// `INFO`, `WARN`, `[error]`, `<notice>`: upper case alone, any case when bracketed.
