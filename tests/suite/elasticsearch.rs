@@ -761,6 +761,15 @@ async fn call(h: &Harness, user: &str, tool: &str, args: Value) -> Result<ToolOu
         .result
 }
 
+/// The error text of a call expected to fail (empty if it succeeded).
+async fn call_err(h: &Harness, user: &str, tool: &str, args: Value) -> String {
+    call(h, user, tool, args)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
 fn window() -> Value {
     json!({"start": "2024-05-01T10:00:00Z", "end": "2024-05-01T10:20:00Z"})
 }
@@ -881,38 +890,29 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
     );
 
     // Refusals: an index outside the grant, a service outside the grant.
-    let err = call(
+    let err = call_err(
         &h,
         "U_PAY",
         "count",
         with(window(), json!({"index": "logs-identity-*"})),
     )
-    .await
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    .await;
     assert!(err.contains("outside what you may search"), "{err}");
-    let err = call(
+    let err = call_err(
         &h,
         "U_PAY",
         "count",
         with(window(), json!({"service": "login"})),
     )
-    .await
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    .await;
     assert!(err.contains("outside your grant"), "{err}");
-    let err = call(
+    let err = call_err(
         &h,
         "U_PAY",
         "count",
         with(window(), json!({"index": "logs-*,secrets"})),
     )
-    .await
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    .await;
     assert!(err.contains("only lowercase"), "{err}");
 
     // _count, with level and text.
@@ -973,16 +973,13 @@ async fn elasticsearch_8_search_pages_scopes_and_compacts() {
         panic!("table")
     };
     assert_eq!(t.rows[0], vec![json!("checkout"), json!(1207)]);
-    let err = call(
+    let err = call_err(
         &h,
         "U_OPS",
         "top_values",
         with(window(), json!({"field": "message"})),
     )
-    .await
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    .await;
     assert!(
         err.contains("illegal_argument_exception: Text fields are not optimised"),
         "{err}"
@@ -1080,11 +1077,7 @@ async fn rate_limits_versions_and_auth() {
     assert_eq!(fake.seen.lock().map(|s| s.requests.len()).unwrap_or(0), 3);
     // Beyond the retries, a 429 is reported as the source being unavailable.
     fake.seen.lock().unwrap_or_else(|p| p.into_inner()).throttle = 5;
-    let err = call(&h, "U_PAY", "count", window())
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = call_err(&h, "U_PAY", "count", window()).await;
     assert!(err.contains("rate limiting"), "{err}");
     // Several pages on a version without points in time: plain search_after.
     fake.seen.lock().unwrap_or_else(|p| p.into_inner()).throttle = 0;
@@ -1190,11 +1183,7 @@ async fn rate_limits_versions_and_auth() {
         SQUADS,
     ))
     .await;
-    let err = call(&h, "U_PAY", "count", window())
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = call_err(&h, "U_PAY", "count", window()).await;
     assert!(err.contains("refused our credentials"), "{err}");
     assert!(!err.contains("wrong-key"), "{err}");
 }
@@ -1776,11 +1765,7 @@ async fn an_unavailable_host_hands_over_to_the_next() {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .unavailable = 100;
-    let err = call(&h, "U_OPS", "count", window())
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = call_err(&h, "U_OPS", "count", window()).await;
     assert!(err.contains("503"), "{err}");
     assert_eq!((requests(&down), requests(&up)), (2, 2));
 }
